@@ -1,0 +1,130 @@
+//! Command-line surface. Declarations only: every command is carried out in `app`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Runs Elastic Security EQL detection rules against Elasticsearch, without Kibana.
+#[derive(Debug, Parser)]
+#[command(name = "seqwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it, `config.toml` in the working directory is read
+    /// if it exists; settings can also come from `SEQWATCH_*` environment variables.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Elasticsearch URL; overrides `elasticsearch.url` from the configuration.
+    #[arg(long, global = true, value_name = "URL")]
+    pub es_url: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the index templates (alerts, run state; source templates with a flag).
+    Setup(SetupArgs),
+    /// Generate realistic process events, as NDJSON or straight into Elasticsearch.
+    Generate(GenerateArgs),
+    /// Run a rule over exported Elasticsearch hits (NDJSON), offline, and print the matches.
+    Replay(ReplayArgs),
+    /// Print the Elasticsearch query a rule's push-down sends.
+    Explain(ExplainArgs),
+}
+
+// ---- setup -------------------------------------------------------------------------------
+
+/// Arguments of `seqwatch setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Also install the templates for the source indices
+    /// (`logs-endpoint.events.process-*`, `logs-crowdstrike.fdr-*`). For test clusters only:
+    /// production clusters get these from Fleet.
+    #[arg(long)]
+    pub with_source_templates: bool,
+}
+
+// ---- generate ----------------------------------------------------------------------------
+
+/// Arguments of `seqwatch generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of hosts.
+    #[arg(long, default_value_t = 10)]
+    pub hosts: u32,
+    /// Background events per second, over all hosts.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Start of the time range (RFC 3339). Default: `--duration` before now.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the time range (RFC 3339). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Length of the range when `--from` is not given (e.g. 9m, 1h).
+    #[arg(long, default_value = "9m")]
+    pub duration: String,
+    /// Random seed; the same seed and arguments give the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// npm install trees per host per hour.
+    #[arg(long, default_value_t = 6.0)]
+    pub installs_per_host_hour: f64,
+    /// Share of install trees whose packages run lifecycle scripts (0..1).
+    #[arg(long, default_value_t = 0.5)]
+    pub script_rate: f64,
+    /// Share of lifecycle-script trees that are Shai-Hulud-like (0..1).
+    #[arg(long, default_value_t = 0.3)]
+    pub malicious_rate: f64,
+    /// Write hits as NDJSON here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Bulk-load the events into Elasticsearch with `create` operations.
+    #[arg(long)]
+    pub load: bool,
+    /// Write the planted sequences (ground truth) here as NDJSON.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+}
+
+// ---- replay ------------------------------------------------------------------------------
+
+/// Arguments of `seqwatch replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// NDJSON file of Elasticsearch hits (`{"_index","_id","_source"}` per line), any order.
+    pub events: PathBuf,
+    /// Rule file (detection-rules TOML). Default: the built-in rule.
+    #[arg(long, value_name = "FILE")]
+    pub rule: Option<PathBuf>,
+    /// Keep at most this many sequences (the latest). Default: the rule's max_signals.
+    #[arg(long, value_name = "N")]
+    pub max_alerts: Option<usize>,
+}
+
+// ---- explain -----------------------------------------------------------------------------
+
+/// Arguments of `seqwatch explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Rule file (detection-rules TOML). Default: the built-in rule.
+    #[arg(long, value_name = "FILE")]
+    pub rule: Option<PathBuf>,
+}

@@ -1,0 +1,9 @@
+//! seqwatch: runs Elastic Security EQL detection rules against Elasticsearch, without Kibana.
+//!
+//! # Layout
+//! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
+//! - [`cli`] / [`app`]: the command line and the composition root.
+
+pub mod app;
+pub mod cli;
+pub mod eql;
