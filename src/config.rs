@@ -1,0 +1,636 @@
+//! Configuration: one typed tree, loaded in layers with figment and validated before anything
+//! runs.
+//!
+//! Layers, later ones winning: built-in defaults, the TOML file, `SEQWATCH_*` environment
+//! variables (`__` separates sections: `SEQWATCH_ELASTICSEARCH__URL`), then command-line flags.
+//!
+//! Secrets never travel through figment: its environment provider parses values as TOML
+//! scalars, so an API key such as `0123` would become the integer `123` (see
+//! `shared/notes/elasticsearch-and-crates.md` §4). They are read by [`Secrets::load`] from
+//! dedicated variables or files and kept in [`SecretString`], whose `Debug` prints nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix of every setting.
+pub const ENV_PREFIX: &str = "SEQWATCH_";
+/// Variable holding the Elasticsearch password (never read through figment).
+pub const ENV_PASSWORD: &str = "SEQWATCH_ES_PASSWORD";
+/// Variable holding the Elasticsearch API key, `id:key` or the base64 encoded form.
+pub const ENV_API_KEY: &str = "SEQWATCH_ES_API_KEY";
+
+/// Why the configuration could not be used. Each variant names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// figment could not extract the tree (unknown key, wrong type, bad duration …). Its
+    /// message names the key path and the layer (file or environment) it came from.
+    #[error("{0}")]
+    Extract(Box<figment::Error>),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key path, e.g. `elasticsearch.url`.
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// A secret file could not be read. The message names the file, never its content.
+    #[error("{key}: cannot read {path}: {source}")]
+    SecretFile {
+        /// The key that named the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Extract(Box::new(e))
+    }
+}
+
+/// A duration written with a unit: `500ms`, `30s`, `5m`, `1h`, `1d`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Shorthand for whole seconds.
+    pub const fn secs(s: u64) -> Self {
+        HumanDuration(Duration::from_secs(s))
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("duration {s:?} has no unit; write e.g. \"30s\", \"5m\" or \"1h\""))?;
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("duration {s:?} must start with a whole number, e.g. \"5m\""))?;
+        let ms = match unit {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            _ => return Err(format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d")),
+        }
+        .ok_or_else(|| format!("duration {s:?} is too large"))?;
+        Ok(HumanDuration(Duration::from_millis(ms)))
+    }
+}
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        for (size, unit) in units {
+            if ms != 0 && ms % size == 0 {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The whole configuration. `config.toml` at the top of the repository documents every key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Connection to Elasticsearch.
+    pub elasticsearch: EsConfig,
+    /// Which rules run.
+    pub rules: RulesConfig,
+    /// When they run and over which window.
+    pub schedule: ScheduleConfig,
+    /// Where alerts go.
+    pub alerts: AlertsConfig,
+    /// Where run state goes.
+    pub state: StateConfig,
+    /// The daemon's HTTP endpoints and shutdown.
+    pub daemon: DaemonConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[elasticsearch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EsConfig {
+    /// Base URL of the cluster.
+    pub url: String,
+    /// User for basic auth; the password comes from `SEQWATCH_ES_PASSWORD` or `password_file`.
+    pub username: Option<String>,
+    /// File holding the password (a mounted secret).
+    pub password_file: Option<PathBuf>,
+    /// File holding the API key (`id:key` or encoded); or set `SEQWATCH_ES_API_KEY`.
+    pub api_key_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the cluster's certificate. Verification is always on.
+    pub ca_file: Option<PathBuf>,
+    /// Limit on each request, connection included (the client sets none by default).
+    pub request_timeout: HumanDuration,
+    /// Hits per search page.
+    pub page_size: u32,
+    /// How long a point in time stays open between two pages.
+    pub pit_keep_alive: HumanDuration,
+    /// Retries of a request that failed with 429, 502, 503, 504 or a connection error.
+    pub max_retries: u32,
+}
+
+impl Default for EsConfig {
+    fn default() -> Self {
+        EsConfig {
+            url: "http://127.0.0.1:9200".into(),
+            username: None,
+            password_file: None,
+            api_key_file: None,
+            ca_file: None,
+            request_timeout: HumanDuration::secs(60),
+            page_size: 1000,
+            pit_keep_alive: HumanDuration::secs(120),
+            max_retries: 5,
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Rule files (detection-rules TOML) or folders of them. Empty: the built-in rule.
+    pub paths: Vec<PathBuf>,
+    /// Rule uuid (Kibana's saved-object id, hashed into alert ids) per `rule_id`. A rule not
+    /// listed uses its `rule_id`.
+    pub uuids: BTreeMap<String, String>,
+}
+
+/// `[schedule]`. Unset values come from each rule (`interval`, `from`, `max_signals`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Time between runs. Default: the rule's `interval` (5m).
+    pub interval: Option<HumanDuration>,
+    /// Six-field cron expression (seconds first), used instead of `interval` when set.
+    pub cron: Option<String>,
+    /// How far back each run looks. Default: the rule's `from` (now-9m → 9m).
+    pub lookback: Option<HumanDuration>,
+    /// Most new sequences alerted per run. Default: the rule's `max_signals` (100).
+    pub max_signals: Option<usize>,
+    /// After downtime, how far back a run may widen to the last success; older time is
+    /// recorded as a gap.
+    pub max_catchup: HumanDuration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            interval: None,
+            cron: None,
+            lookback: None,
+            max_signals: None,
+            max_catchup: HumanDuration::secs(24 * 3600),
+        }
+    }
+}
+
+/// Where alerts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertTarget {
+    /// seqwatch's own index (`alerts.index`).
+    Seqwatch,
+    /// Kibana's `.alerts-security.alerts-<space>` alias, with `require_alias`.
+    Kibana,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// `seqwatch` or `kibana`.
+    pub target: AlertTarget,
+    /// Index (or alias) for `target = "seqwatch"`.
+    pub index: String,
+    /// Kibana space for `target = "kibana"`.
+    pub kibana_space: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            target: AlertTarget::Seqwatch,
+            index: "seqwatch-alerts-default".into(),
+            kibana_space: "default".into(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The index or alias alerts are written to.
+    pub fn write_target(&self) -> String {
+        match self.target {
+            AlertTarget::Seqwatch => self.index.clone(),
+            AlertTarget::Kibana => format!(".alerts-security.alerts-{}", self.kibana_space),
+        }
+    }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Index holding run documents, checkpoints and leases.
+    pub index: String,
+    /// How long a lease on a rule lasts without renewal (another replica may take over after).
+    pub lease_ttl: HumanDuration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { index: "seqwatch-state".into(), lease_ttl: HumanDuration::secs(600) }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+    /// On SIGTERM/SIGINT, how long the current run may take to finish before it is abandoned.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig { listen: "127.0.0.1:9108".into(), shutdown_timeout: HumanDuration::secs(30) }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: crate::cli::LogFormat,
+    /// A tracing filter, e.g. `info` or `seqwatch=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: crate::cli::LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Overrides from the command line, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    /// `--es-url`.
+    pub es_url: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<crate::cli::LogFormat>,
+}
+
+impl Config {
+    /// Loads the layers. `path` is the `--config` flag: when given it must exist; when not,
+    /// `./config.toml` is read if present. No parent-directory search (figment's `Toml::file`
+    /// would search upwards, which surprises in containers).
+    pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
+        Self::figment(path, cli)?.extract().map_err(ConfigError::from)
+    }
+
+    /// The layered figment, exposed so callers can ask which layer supplied a value.
+    pub fn figment(path: Option<&Path>, cli: &CliOverrides) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
+            Some(p) => fig = fig.merge(Toml::file_exact(p)),
+            None if Path::new("config.toml").exists() => fig = fig.merge(Toml::file_exact("config.toml")),
+            None => {}
+        }
+        // Only `SECTION__KEY` variables are settings: this keeps `SEQWATCH_ES_PASSWORD`,
+        // `SEQWATCH_ES_API_KEY` and unrelated `SEQWATCH_*` variables out of the tree (and out of
+        // unknown-key errors), while a misspelt `SEQWATCH_ELASTICSEARCH__URLL` is still refused.
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__"));
+        if let Some(url) = &cli.es_url {
+            fig = fig.merge(Serialized::default("elasticsearch.url", url));
+        }
+        if let Some(format) = cli.log_format {
+            fig = fig.merge(Serialized::default("log.format", format));
+        }
+        Ok(fig)
+    }
+
+    /// Checks what types cannot: URLs, sizes, cron syntax, file presence. Rule-dependent checks
+    /// (lookback against interval + maxspan) are in [`Config::check_schedule`].
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut invalid = |key: &str, message: String| {
+            errors.push(ConfigError::Invalid { key: key.into(), message });
+        };
+        match url::Url::parse(&self.elasticsearch.url) {
+            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => invalid(
+                "elasticsearch.url",
+                format!("scheme must be http or https, not {:?}", u.scheme()),
+            ),
+            Ok(u) if u.host_str().is_none() => invalid("elasticsearch.url", "has no host".into()),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => invalid(
+                "elasticsearch.url",
+                "must not carry credentials; use elasticsearch.username with SEQWATCH_ES_PASSWORD, or an API key".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => invalid("elasticsearch.url", format!("is not a valid URL: {e}")),
+        }
+        if self.elasticsearch.page_size == 0 || self.elasticsearch.page_size > 10_000 {
+            invalid("elasticsearch.page_size", "must be between 1 and 10000".into());
+        }
+        if self.elasticsearch.request_timeout.0.is_zero() {
+            invalid("elasticsearch.request_timeout", "must be more than 0".into());
+        }
+        if self.elasticsearch.password_file.is_some() && self.elasticsearch.username.is_none() {
+            invalid("elasticsearch.password_file", "is set but elasticsearch.username is not".into());
+        }
+        for (key, file) in [
+            ("elasticsearch.ca_file", &self.elasticsearch.ca_file),
+            ("elasticsearch.password_file", &self.elasticsearch.password_file),
+            ("elasticsearch.api_key_file", &self.elasticsearch.api_key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    invalid(key, format!("{} is not a readable file", f.display()));
+                }
+            }
+        }
+        if let Some(cron) = &self.schedule.cron {
+            if let Err(e) = tokio_cron_scheduler::Job::new_async(cron.as_str(), |_, _| Box::pin(async {})) {
+                invalid(
+                    "schedule.cron",
+                    format!("{cron:?} is not a six-field cron expression (seconds first): {e}"),
+                );
+            }
+        }
+        if let Some(i) = self.schedule.interval {
+            if i.0 < Duration::from_secs(1) {
+                invalid("schedule.interval", "must be at least 1s".into());
+            }
+        }
+        if self.schedule.max_signals == Some(0) {
+            invalid("schedule.max_signals", "must be at least 1".into());
+        }
+        if self.alerts.index.is_empty() || self.alerts.index.contains(['*', ',', ' ']) {
+            invalid("alerts.index", "must be one concrete index or alias name".into());
+        }
+        if self.state.index.is_empty() || self.state.index.contains(['*', ',', ' ']) {
+            invalid("state.index", "must be one concrete index name".into());
+        }
+        if self.daemon.listen.parse::<std::net::SocketAddr>().is_err() {
+            invalid("daemon.listen", format!("{:?} is not an address like 0.0.0.0:9108", self.daemon.listen));
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            invalid("log.level", format!("{:?} is not a tracing filter: {e}", self.log.level));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The schedule check that needs the rule: a run must look back at least one interval plus
+    /// the sequence's maxspan, or a sequence straddling two runs' windows could be missed.
+    pub fn check_schedule(
+        rule_name: &str,
+        interval: Duration,
+        lookback: Duration,
+        maxspan: Option<Duration>,
+    ) -> Result<(), ConfigError> {
+        let needed = interval + maxspan.unwrap_or_default();
+        if lookback < needed {
+            return Err(ConfigError::Invalid {
+                key: "schedule.lookback".into(),
+                message: format!(
+                    "{} for rule {rule_name:?} is shorter than interval {} + maxspan {} = {}; sequences spanning two runs would be missed",
+                    HumanDuration(lookback),
+                    HumanDuration(interval),
+                    HumanDuration(maxspan.unwrap_or_default()),
+                    HumanDuration(needed)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Credentials, kept apart from [`Config`] so that serialising or printing the configuration can
+/// never show them.
+#[derive(Default)]
+pub struct Secrets {
+    /// Basic-auth password.
+    pub password: Option<SecretString>,
+    /// API key.
+    pub api_key: Option<SecretString>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads the secrets: a file named in the configuration wins over the environment variable.
+    /// Values are taken verbatim (trailing newline trimmed), never parsed.
+    pub fn load(es: &EsConfig) -> Result<Secrets, ConfigError> {
+        let read = |key: &'static str, file: &Option<PathBuf>, var: &str| -> Result<Option<SecretString>, ConfigError> {
+            if let Some(path) = file {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::SecretFile { key, path: path.clone(), source })?;
+                return Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())));
+            }
+            Ok(std::env::var(var).ok().filter(|v| !v.is_empty()).map(SecretString::from))
+        };
+        Ok(Secrets {
+            password: read("elasticsearch.password_file", &es.password_file, ENV_PASSWORD)?,
+            api_key: read("elasticsearch.api_key_file", &es.api_key_file, ENV_API_KEY)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    fn load_in(jail: &Jail, toml: &str) -> Result<Config, ConfigError> {
+        jail.create_file("c.toml", toml).unwrap();
+        Config::load(Some(Path::new("c.toml")), &CliOverrides::default())
+    }
+
+    #[test]
+    fn defaults_are_the_rules_schedule() {
+        let c = Config::default();
+        assert_eq!(c.elasticsearch.url, "http://127.0.0.1:9200");
+        assert_eq!(c.schedule.interval, None, "interval comes from the rule (5m) unless set");
+        assert_eq!(c.alerts.write_target(), "seqwatch-alerts-default");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn layers_cli_over_env_over_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[elasticsearch]\nurl = \"http://file:9200\"\npage_size = 500\n")?;
+            jail.set_env("SEQWATCH_ELASTICSEARCH__URL", "http://env:9200");
+            let c = Config::load(Some(Path::new("c.toml")), &CliOverrides::default()).unwrap();
+            assert_eq!(c.elasticsearch.url, "http://env:9200");
+            assert_eq!(c.elasticsearch.page_size, 500);
+            let cli = CliOverrides { es_url: Some("http://cli:9200".into()), ..Default::default() };
+            let c = Config::load(Some(Path::new("c.toml")), &cli).unwrap();
+            assert_eq!(c.elasticsearch.url, "http://cli:9200");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_the_key() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[elasticsearch]\nurll = \"x\"\n").unwrap_err().to_string();
+            assert!(err.contains("unknown field: found `urll`"), "{err}");
+            assert!(err.contains("elasticsearch"), "{err}");
+            assert!(err.contains("c.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_setting_is_refused_but_unrelated_vars_are_not() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SEQWATCH_TEST_ES_URL", "http://x");
+            jail.set_env("SEQWATCH_ES_PASSWORD", "0123");
+            assert!(Config::load(None, &CliOverrides::default()).is_ok());
+            jail.set_env("SEQWATCH_ELASTICSEARCH__URLL", "http://x");
+            let err = Config::load(None, &CliOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("urll"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_value() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[schedule]\ninterval = \"5 minutes\"\n").unwrap_err().to_string();
+            assert!(err.contains("schedule.interval"), "{err}");
+            assert!(err.contains("unknown unit"), "{err}");
+            let err = load_in(jail, "[schedule]\ninterval = \"300\"\n").unwrap_err().to_string();
+            assert!(err.contains("has no unit"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/seqwatch.toml")), &CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "configuration file /nonexistent/seqwatch.toml does not exist");
+    }
+
+    #[test]
+    fn validate_names_each_bad_key() {
+        let mut c = Config::default();
+        c.elasticsearch.url = "ftp://x".into();
+        c.daemon.listen = "nowhere".into();
+        c.schedule.cron = Some("*/5 * * * *".into());
+        let errs: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(errs.iter().any(|e| e.starts_with("elasticsearch.url: scheme must be http or https")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("daemon.listen:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("schedule.cron:")), "{errs:?}");
+        c = Config::default();
+        c.elasticsearch.url = "http://elastic:hunter2@h:9200".into();
+        let errs: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert!(errs[0].contains("must not carry credentials"));
+        assert!(!errs[0].contains("hunter2"), "a secret leaked into an error");
+        c = Config::default();
+        c.elasticsearch.url = "not a url".into();
+        assert!(c.validate().unwrap_err()[0].to_string().starts_with("elasticsearch.url: is not a valid URL"));
+    }
+
+    #[test]
+    fn lookback_must_cover_interval_plus_maxspan() {
+        let m = Duration::from_secs(60);
+        assert!(Config::check_schedule("r", 5 * m, 9 * m, Some(Duration::from_secs(10))).is_ok());
+        assert!(Config::check_schedule("r", 5 * m, 5 * m + Duration::from_secs(10), Some(Duration::from_secs(10))).is_ok());
+        let err = Config::check_schedule("r", 5 * m, 5 * m, Some(Duration::from_secs(10))).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "schedule.lookback: 5m for rule \"r\" is shorter than interval 5m + maxspan 10s = 310s; sequences spanning two runs would be missed"
+        );
+    }
+
+    #[test]
+    fn secrets_are_verbatim_and_never_debug_printed() {
+        Jail::expect_with(|jail| {
+            jail.set_env(ENV_API_KEY, "0123");
+            jail.create_file("pw", "s3cret\n")?;
+            let es = EsConfig { username: Some("u".into()), password_file: Some("pw".into()), ..Default::default() };
+            let s = Secrets::load(&es).unwrap();
+            assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "0123", "leading zero kept");
+            assert_eq!(s.password.as_ref().unwrap().expose_secret(), "s3cret");
+            let dbg = format!("{s:?}");
+            assert!(!dbg.contains("s3cret") && !dbg.contains("0123"), "{dbg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn human_durations_round_trip() {
+        for s in ["500ms", "30s", "5m", "1h", "2d", "90s"] {
+            assert_eq!(s.parse::<HumanDuration>().unwrap().to_string(), s);
+        }
+        assert!("5".parse::<HumanDuration>().is_err());
+        assert!("-5m".parse::<HumanDuration>().is_err());
+        assert!("5w".parse::<HumanDuration>().is_err());
+    }
+}
