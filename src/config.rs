@@ -79,9 +79,9 @@ impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {s:?} has no unit; write e.g. \"30s\", \"5m\" or \"1h\""))?;
+        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+            format!("duration {s:?} has no unit; write e.g. \"30s\", \"5m\" or \"1h\"")
+        })?;
         let (num, unit) = t.split_at(split);
         let n: u64 = num
             .parse()
@@ -92,7 +92,11 @@ impl FromStr for HumanDuration {
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
             "d" => n.checked_mul(86_400_000),
-            _ => return Err(format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d")),
+            _ => {
+                return Err(format!(
+                    "duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d"
+                ))
+            }
         }
         .ok_or_else(|| format!("duration {s:?} is too large"))?;
         Ok(HumanDuration(Duration::from_millis(ms)))
@@ -115,7 +119,12 @@ impl From<HumanDuration> for String {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
         for (size, unit) in units {
             if ms != 0 && ms % size == 0 {
                 return write!(f, "{}{unit}", ms / size);
@@ -285,7 +294,10 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { index: "seqwatch-state".into(), lease_ttl: HumanDuration::secs(600) }
+        StateConfig {
+            index: "seqwatch-state".into(),
+            lease_ttl: HumanDuration::secs(600),
+        }
     }
 }
 
@@ -301,7 +313,10 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        DaemonConfig { listen: "127.0.0.1:9108".into(), shutdown_timeout: HumanDuration::secs(30) }
+        DaemonConfig {
+            listen: "127.0.0.1:9108".into(),
+            shutdown_timeout: HumanDuration::secs(30),
+        }
     }
 }
 
@@ -317,7 +332,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: crate::cli::LogFormat::Text, level: "info".into() }
+        LogConfig {
+            format: crate::cli::LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -335,7 +353,9 @@ impl Config {
     /// `./config.toml` is read if present. No parent-directory search (figment's `Toml::file`
     /// would search upwards, which surprises in containers).
     pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
-        Self::figment(path, cli)?.extract().map_err(ConfigError::from)
+        Self::figment(path, cli)?
+            .extract()
+            .map_err(ConfigError::from)
     }
 
     /// The layered figment, exposed so callers can ask which layer supplied a value.
@@ -344,13 +364,19 @@ impl Config {
         match path {
             Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
             Some(p) => fig = fig.merge(Toml::file_exact(p)),
-            None if Path::new("config.toml").exists() => fig = fig.merge(Toml::file_exact("config.toml")),
+            None if Path::new("config.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("config.toml"))
+            }
             None => {}
         }
         // Only `SECTION__KEY` variables are settings: this keeps `SEQWATCH_ES_PASSWORD`,
         // `SEQWATCH_ES_API_KEY` and unrelated `SEQWATCH_*` variables out of the tree (and out of
         // unknown-key errors), while a misspelt `SEQWATCH_ELASTICSEARCH__URLL` is still refused.
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__"));
+        fig = fig.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         if let Some(url) = &cli.es_url {
             fig = fig.merge(Serialized::default("elasticsearch.url", url));
         }
@@ -365,7 +391,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut invalid = |key: &str, message: String| {
-            errors.push(ConfigError::Invalid { key: key.into(), message });
+            errors.push(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            });
         };
         match url::Url::parse(&self.elasticsearch.url) {
             Ok(u) if u.scheme() != "http" && u.scheme() != "https" => invalid(
@@ -381,18 +410,33 @@ impl Config {
             Err(e) => invalid("elasticsearch.url", format!("is not a valid URL: {e}")),
         }
         if self.elasticsearch.page_size == 0 || self.elasticsearch.page_size > 10_000 {
-            invalid("elasticsearch.page_size", "must be between 1 and 10000".into());
+            invalid(
+                "elasticsearch.page_size",
+                "must be between 1 and 10000".into(),
+            );
         }
         if self.elasticsearch.request_timeout.0.is_zero() {
-            invalid("elasticsearch.request_timeout", "must be more than 0".into());
+            invalid(
+                "elasticsearch.request_timeout",
+                "must be more than 0".into(),
+            );
         }
         if self.elasticsearch.password_file.is_some() && self.elasticsearch.username.is_none() {
-            invalid("elasticsearch.password_file", "is set but elasticsearch.username is not".into());
+            invalid(
+                "elasticsearch.password_file",
+                "is set but elasticsearch.username is not".into(),
+            );
         }
         for (key, file) in [
             ("elasticsearch.ca_file", &self.elasticsearch.ca_file),
-            ("elasticsearch.password_file", &self.elasticsearch.password_file),
-            ("elasticsearch.api_key_file", &self.elasticsearch.api_key_file),
+            (
+                "elasticsearch.password_file",
+                &self.elasticsearch.password_file,
+            ),
+            (
+                "elasticsearch.api_key_file",
+                &self.elasticsearch.api_key_file,
+            ),
         ] {
             if let Some(f) = file {
                 if !f.is_file() {
@@ -401,7 +445,9 @@ impl Config {
             }
         }
         if let Some(cron) = &self.schedule.cron {
-            if let Err(e) = tokio_cron_scheduler::Job::new_async(cron.as_str(), |_, _| Box::pin(async {})) {
+            if let Err(e) =
+                tokio_cron_scheduler::Job::new_async(cron.as_str(), |_, _| Box::pin(async {}))
+            {
                 invalid(
                     "schedule.cron",
                     format!("{cron:?} is not a six-field cron expression (seconds first): {e}"),
@@ -417,16 +463,28 @@ impl Config {
             invalid("schedule.max_signals", "must be at least 1".into());
         }
         if self.alerts.index.is_empty() || self.alerts.index.contains(['*', ',', ' ']) {
-            invalid("alerts.index", "must be one concrete index or alias name".into());
+            invalid(
+                "alerts.index",
+                "must be one concrete index or alias name".into(),
+            );
         }
         if self.state.index.is_empty() || self.state.index.contains(['*', ',', ' ']) {
             invalid("state.index", "must be one concrete index name".into());
         }
         if self.daemon.listen.parse::<std::net::SocketAddr>().is_err() {
-            invalid("daemon.listen", format!("{:?} is not an address like 0.0.0.0:9108", self.daemon.listen));
+            invalid(
+                "daemon.listen",
+                format!(
+                    "{:?} is not an address like 0.0.0.0:9108",
+                    self.daemon.listen
+                ),
+            );
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
-            invalid("log.level", format!("{:?} is not a tracing filter: {e}", self.log.level));
+            invalid(
+                "log.level",
+                format!("{:?} is not a tracing filter: {e}", self.log.level),
+            );
         }
         if errors.is_empty() {
             Ok(())
@@ -483,16 +541,32 @@ impl Secrets {
     /// Reads the secrets: a file named in the configuration wins over the environment variable.
     /// Values are taken verbatim (trailing newline trimmed), never parsed.
     pub fn load(es: &EsConfig) -> Result<Secrets, ConfigError> {
-        let read = |key: &'static str, file: &Option<PathBuf>, var: &str| -> Result<Option<SecretString>, ConfigError> {
+        let read = |key: &'static str,
+                    file: &Option<PathBuf>,
+                    var: &str|
+         -> Result<Option<SecretString>, ConfigError> {
             if let Some(path) = file {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::SecretFile { key, path: path.clone(), source })?;
-                return Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())));
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        key,
+                        path: path.clone(),
+                        source,
+                    })?;
+                return Ok(Some(SecretString::from(
+                    text.trim_end_matches(['\n', '\r']).to_owned(),
+                )));
             }
-            Ok(std::env::var(var).ok().filter(|v| !v.is_empty()).map(SecretString::from))
+            Ok(std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from))
         };
         Ok(Secrets {
-            password: read("elasticsearch.password_file", &es.password_file, ENV_PASSWORD)?,
+            password: read(
+                "elasticsearch.password_file",
+                &es.password_file,
+                ENV_PASSWORD,
+            )?,
             api_key: read("elasticsearch.api_key_file", &es.api_key_file, ENV_API_KEY)?,
         })
     }
@@ -513,7 +587,10 @@ mod tests {
     fn defaults_are_the_rules_schedule() {
         let c = Config::default();
         assert_eq!(c.elasticsearch.url, "http://127.0.0.1:9200");
-        assert_eq!(c.schedule.interval, None, "interval comes from the rule (5m) unless set");
+        assert_eq!(
+            c.schedule.interval, None,
+            "interval comes from the rule (5m) unless set"
+        );
         assert_eq!(c.alerts.write_target(), "seqwatch-alerts-default");
         assert!(c.validate().is_ok());
     }
@@ -521,12 +598,18 @@ mod tests {
     #[test]
     fn layers_cli_over_env_over_file() {
         Jail::expect_with(|jail| {
-            jail.create_file("c.toml", "[elasticsearch]\nurl = \"http://file:9200\"\npage_size = 500\n")?;
+            jail.create_file(
+                "c.toml",
+                "[elasticsearch]\nurl = \"http://file:9200\"\npage_size = 500\n",
+            )?;
             jail.set_env("SEQWATCH_ELASTICSEARCH__URL", "http://env:9200");
             let c = Config::load(Some(Path::new("c.toml")), &CliOverrides::default()).unwrap();
             assert_eq!(c.elasticsearch.url, "http://env:9200");
             assert_eq!(c.elasticsearch.page_size, 500);
-            let cli = CliOverrides { es_url: Some("http://cli:9200".into()), ..Default::default() };
+            let cli = CliOverrides {
+                es_url: Some("http://cli:9200".into()),
+                ..Default::default()
+            };
             let c = Config::load(Some(Path::new("c.toml")), &cli).unwrap();
             assert_eq!(c.elasticsearch.url, "http://cli:9200");
             Ok(())
@@ -536,7 +619,9 @@ mod tests {
     #[test]
     fn unknown_key_in_file_names_the_key() {
         Jail::expect_with(|jail| {
-            let err = load_in(jail, "[elasticsearch]\nurll = \"x\"\n").unwrap_err().to_string();
+            let err = load_in(jail, "[elasticsearch]\nurll = \"x\"\n")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("unknown field: found `urll`"), "{err}");
             assert!(err.contains("elasticsearch"), "{err}");
             assert!(err.contains("c.toml"), "{err}");
@@ -551,7 +636,9 @@ mod tests {
             jail.set_env("SEQWATCH_ES_PASSWORD", "0123");
             assert!(Config::load(None, &CliOverrides::default()).is_ok());
             jail.set_env("SEQWATCH_ELASTICSEARCH__URLL", "http://x");
-            let err = Config::load(None, &CliOverrides::default()).unwrap_err().to_string();
+            let err = Config::load(None, &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("urll"), "{err}");
             Ok(())
         });
@@ -560,10 +647,14 @@ mod tests {
     #[test]
     fn bad_duration_names_key_and_value() {
         Jail::expect_with(|jail| {
-            let err = load_in(jail, "[schedule]\ninterval = \"5 minutes\"\n").unwrap_err().to_string();
+            let err = load_in(jail, "[schedule]\ninterval = \"5 minutes\"\n")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("schedule.interval"), "{err}");
             assert!(err.contains("unknown unit"), "{err}");
-            let err = load_in(jail, "[schedule]\ninterval = \"300\"\n").unwrap_err().to_string();
+            let err = load_in(jail, "[schedule]\ninterval = \"300\"\n")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("has no unit"), "{err}");
             Ok(())
         });
@@ -571,10 +662,16 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_an_error() {
-        let err = Config::load(Some(Path::new("/nonexistent/seqwatch.toml")), &CliOverrides::default())
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "configuration file /nonexistent/seqwatch.toml does not exist");
+        let err = Config::load(
+            Some(Path::new("/nonexistent/seqwatch.toml")),
+            &CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "configuration file /nonexistent/seqwatch.toml does not exist"
+        );
     }
 
     #[test]
@@ -583,26 +680,59 @@ mod tests {
         c.elasticsearch.url = "ftp://x".into();
         c.daemon.listen = "nowhere".into();
         c.schedule.cron = Some("*/5 * * * *".into());
-        let errs: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
-        assert!(errs.iter().any(|e| e.starts_with("elasticsearch.url: scheme must be http or https")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("daemon.listen:")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("schedule.cron:")), "{errs:?}");
+        let errs: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("elasticsearch.url: scheme must be http or https")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("daemon.listen:")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("schedule.cron:")),
+            "{errs:?}"
+        );
         c = Config::default();
         c.elasticsearch.url = "http://elastic:hunter2@h:9200".into();
-        let errs: Vec<String> = c.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert!(errs[0].contains("must not carry credentials"));
-        assert!(!errs[0].contains("hunter2"), "a secret leaked into an error");
+        assert!(
+            !errs[0].contains("hunter2"),
+            "a secret leaked into an error"
+        );
         c = Config::default();
         c.elasticsearch.url = "not a url".into();
-        assert!(c.validate().unwrap_err()[0].to_string().starts_with("elasticsearch.url: is not a valid URL"));
+        assert!(c.validate().unwrap_err()[0]
+            .to_string()
+            .starts_with("elasticsearch.url: is not a valid URL"));
     }
 
     #[test]
     fn lookback_must_cover_interval_plus_maxspan() {
         let m = Duration::from_secs(60);
         assert!(Config::check_schedule("r", 5 * m, 9 * m, Some(Duration::from_secs(10))).is_ok());
-        assert!(Config::check_schedule("r", 5 * m, 5 * m + Duration::from_secs(10), Some(Duration::from_secs(10))).is_ok());
-        let err = Config::check_schedule("r", 5 * m, 5 * m, Some(Duration::from_secs(10))).unwrap_err().to_string();
+        assert!(Config::check_schedule(
+            "r",
+            5 * m,
+            5 * m + Duration::from_secs(10),
+            Some(Duration::from_secs(10))
+        )
+        .is_ok());
+        let err = Config::check_schedule("r", 5 * m, 5 * m, Some(Duration::from_secs(10)))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "schedule.lookback: 5m for rule \"r\" is shorter than interval 5m + maxspan 10s = 310s; sequences spanning two runs would be missed"
@@ -614,9 +744,17 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env(ENV_API_KEY, "0123");
             jail.create_file("pw", "s3cret\n")?;
-            let es = EsConfig { username: Some("u".into()), password_file: Some("pw".into()), ..Default::default() };
+            let es = EsConfig {
+                username: Some("u".into()),
+                password_file: Some("pw".into()),
+                ..Default::default()
+            };
             let s = Secrets::load(&es).unwrap();
-            assert_eq!(s.api_key.as_ref().unwrap().expose_secret(), "0123", "leading zero kept");
+            assert_eq!(
+                s.api_key.as_ref().unwrap().expose_secret(),
+                "0123",
+                "leading zero kept"
+            );
             assert_eq!(s.password.as_ref().unwrap().expose_secret(), "s3cret");
             let dbg = format!("{s:?}");
             assert!(!dbg.contains("s3cret") && !dbg.contains("0123"), "{dbg}");

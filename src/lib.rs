@@ -4,6 +4,7 @@
 //! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
+pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod config;
