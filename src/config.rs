@@ -763,6 +763,17 @@ mod tests {
         });
     }
 
+    /// The shipped `config.toml` documents the defaults: loading it changes nothing.
+    #[test]
+    fn shipped_config_toml_equals_the_defaults() {
+        Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+            let c = Config::load(Some(&path), &CliOverrides::default()).unwrap();
+            assert_eq!(c, Config::default());
+            Ok(())
+        });
+    }
+
     #[test]
     fn human_durations_round_trip() {
         for s in ["500ms", "30s", "5m", "1h", "2d", "90s"] {
