@@ -2,3 +2,7 @@
 //! async, no knowledge of the Elasticsearch client.
 
 pub mod ast;
+pub mod eval;
+pub mod functions;
+pub mod pushdown;
+pub mod value;
