@@ -55,7 +55,7 @@ enum Collector<'a> {
 }
 
 impl<'a> Collector<'a> {
-    fn into_many(&mut self) -> &mut Vec<&'a Value> {
+    fn make_many(&mut self) -> &mut Vec<&'a Value> {
         let prev = std::mem::replace(self, Collector::Empty);
         let mut vec = Vec::new();
         match prev {
@@ -75,7 +75,7 @@ impl<'a> Collector<'a> {
     fn push_scalar(&mut self, v: &'a Value) {
         match self {
             Collector::Empty => *self = Collector::One(v),
-            _ => self.into_many().push(v),
+            _ => self.make_many().push(v),
         }
     }
 
@@ -296,9 +296,8 @@ pub fn parse_iso_timestamp(s: &str) -> Option<i64> {
             break 'parse;
         };
         let oh = i64::from(p.digits(2)?);
-        let om = if p.eat(b':') {
-            i64::from(p.digits(2)?)
-        } else if p.i < p.b.len() {
+        // `+hh:mm`, `+hhmm` or `+hh`.
+        let om = if p.eat(b':') || p.i < p.b.len() {
             i64::from(p.digits(2)?)
         } else {
             0

@@ -154,8 +154,14 @@ fn timestamps_parse_like_es_date_fields() {
     assert_eq!(ts(json!("1970-01-01T00:00:00,5")), Ok(500_000_000));
     assert_eq!(ts(json!(1500)), Ok(1_500_000_000));
     assert_eq!(ts(json!("1500")), Ok(1_500_000_000));
-    assert!(matches!(ts(json!("yesterday")), Err(TimestampError::Unparsable { .. })));
-    assert!(matches!(ts(json!("2020-13-01")), Err(TimestampError::Unparsable { .. })));
+    assert!(matches!(
+        ts(json!("yesterday")),
+        Err(TimestampError::Unparsable { .. })
+    ));
+    assert!(matches!(
+        ts(json!("2020-13-01")),
+        Err(TimestampError::Unparsable { .. })
+    ));
     // ES: execution/search/Timestamp.java — missing and multi-valued timestamps are errors.
     assert!(matches!(
         event_timestamp(&json!({}), "@timestamp"),
@@ -175,9 +181,15 @@ fn key_extraction_drops_missing_mandatory_keys_and_nulls_optional_ones() {
     };
     let doc = json!({"host": {"id": "h"}, "k": ["a", "b", "a"]});
     // ES: optimizer/Optimizer.java AddMandatoryJoinKeyFilter — exists on non-optional keys.
-    assert_eq!(extract_keys(&doc, &[key("host.id", false), key("missing", false)]), None);
-    let got = extract_keys(&doc, &[key("host.id", false), key("missing", true), key("k", false)])
-        .expect("not dropped");
+    assert_eq!(
+        extract_keys(&doc, &[key("host.id", false), key("missing", false)]),
+        None
+    );
+    let got = extract_keys(
+        &doc,
+        &[key("host.id", false), key("missing", true), key("k", false)],
+    )
+    .expect("not dropped");
     assert_eq!(got[0], vec![Some(&json!("h"))]);
     assert_eq!(got[1], vec![None]);
     assert_eq!(got[2], vec![Some(&json!("a")), Some(&json!("b"))]);
@@ -202,7 +214,8 @@ fn category_is_a_case_sensitive_term_on_event_category() {
     assert!(c.matches(&json!({"event": {"category": ["network", "process"]}})));
     assert!(!c.matches(&json!({"event": {"category": "Process"}})));
     assert!(!c.matches(&json!({})));
-    let any = CompiledFilter::compile(&filter(None, tru()), &EvalOptions::default()).expect("compiles");
+    let any =
+        CompiledFilter::compile(&filter(None, tru()), &EvalOptions::default()).expect("compiles");
     assert!(any.matches(&json!({})));
     let opts = EvalOptions {
         event_category_field: "event_type".into(),
@@ -218,8 +231,14 @@ fn category_is_a_case_sensitive_term_on_event_category() {
 #[test]
 fn equality_on_multi_valued_fields_matches_any_value() {
     // QL: planner/ExpressionTranslators.java BinaryComparisons → TermQuery (any indexed value).
-    assert!(check(eq(f("process.args"), s("install")), json!({"process": {"args": ["npm", "install"]}})));
-    assert!(!check(eq(f("process.args"), s("Install")), json!({"process": {"args": ["install"]}})));
+    assert!(check(
+        eq(f("process.args"), s("install")),
+        json!({"process": {"args": ["npm", "install"]}})
+    ));
+    assert!(!check(
+        eq(f("process.args"), s("Install")),
+        json!({"process": {"args": ["install"]}})
+    ));
 }
 
 #[test]
@@ -231,7 +250,10 @@ fn not_equals_is_must_not_term_and_matches_missing_fields() {
     assert!(check(ne_a(), json!({})), "missing field matches !=");
     assert!(check(ne_a(), json!({"x": null})));
     assert!(check(ne_a(), json!({"x": "b"})));
-    assert!(!check(ne_a(), json!({"x": ["a", "b"]})), "any value equal excludes the doc");
+    assert!(
+        !check(ne_a(), json!({"x": ["a", "b"]})),
+        "any value equal excludes the doc"
+    );
     assert!(check(not(eq(f("x"), s("a"))), json!({})));
     assert!(!check(not(eq(f("x"), s("a"))), json!({"x": ["b", "a"]})));
     // `not in` is must_not terms.
@@ -257,7 +279,11 @@ fn null_checks_are_exists_queries() {
     ] {
         assert_eq!(check(eq(f("x"), null()), doc.clone()), is_null, "{doc}");
         assert_eq!(check(ne(f("x"), null()), doc.clone()), !is_null, "{doc}");
-        assert_eq!(check(eq(null(), f("x")), doc.clone()), is_null, "literal on the left: {doc}");
+        assert_eq!(
+            check(eq(null(), f("x")), doc.clone()),
+            is_null,
+            "literal on the left: {doc}"
+        );
     }
     // A null condition filters everything out.
     assert!(!check(null(), json!({})));
@@ -277,8 +303,14 @@ fn function_of_missing_field_is_evaluated_once_with_null() {
     assert!(!check(not(long()), json!({"x": ["ab", "abcd"]})));
     assert!(check(not(long()), json!({"x": ["ab", "abc"]})));
     // `x == null` on a function result: null propagation makes length(missing) null.
-    assert!(check(eq(call(Function::Length, false, vec![f("x")]), null()), json!({})));
-    assert!(!check(eq(call(Function::Length, false, vec![f("x")]), null()), json!({"x": "a"})));
+    assert!(check(
+        eq(call(Function::Length, false, vec![f("x")]), null()),
+        json!({})
+    ));
+    assert!(!check(
+        eq(call(Function::Length, false, vec![f("x")]), null()),
+        json!({"x": "a"})
+    ));
 }
 
 // ----------------------------------------------------------------------------- case and patterns
@@ -286,32 +318,78 @@ fn function_of_missing_field_is_evaluated_once_with_null() {
 #[test]
 fn operators_case_sensitivity() {
     let doc = json!({"p": "Node.EXE"});
-    assert!(!check(eq(f("p"), s("node.exe")), doc.clone()), "== is case-sensitive");
-    assert!(!check(in_list(f("p"), vec![s("node.exe")], false, false), doc.clone()));
-    assert!(check(in_list(f("p"), vec![s("x"), s("node.exe")], false, true), doc.clone()), "in~");
-    assert!(check(pat(f("p"), PatternKind::Seq, true, &["node.exe"]), doc.clone()), ":");
+    assert!(
+        !check(eq(f("p"), s("node.exe")), doc.clone()),
+        "== is case-sensitive"
+    );
+    assert!(!check(
+        in_list(f("p"), vec![s("node.exe")], false, false),
+        doc.clone()
+    ));
+    assert!(
+        check(
+            in_list(f("p"), vec![s("x"), s("node.exe")], false, true),
+            doc.clone()
+        ),
+        "in~"
+    );
+    assert!(
+        check(
+            pat(f("p"), PatternKind::Seq, true, &["node.exe"]),
+            doc.clone()
+        ),
+        ":"
+    );
     // ES: optimizer/Optimizer.java ReplaceWildcards: `:` with * or ? becomes like~.
-    assert!(check(pat(f("p"), PatternKind::Seq, true, &["node.*"]), doc.clone()));
-    assert!(check(pat(f("p"), PatternKind::Like, true, &["*.exe"]), doc.clone()), "like~");
-    assert!(!check(pat(f("p"), PatternKind::Like, false, &["*.exe"]), doc.clone()), "like");
+    assert!(check(
+        pat(f("p"), PatternKind::Seq, true, &["node.*"]),
+        doc.clone()
+    ));
+    assert!(
+        check(
+            pat(f("p"), PatternKind::Like, true, &["*.exe"]),
+            doc.clone()
+        ),
+        "like~"
+    );
+    assert!(
+        !check(
+            pat(f("p"), PatternKind::Like, false, &["*.exe"]),
+            doc.clone()
+        ),
+        "like"
+    );
     // `==` treats * literally (only `:` is rewritten).
     assert!(!check(eq(f("p"), s("Node*")), doc.clone()));
     assert!(check(eq(f("p"), s("Node*")), json!({"p": "Node*"})));
-    assert!(check(call(Function::StartsWith, true, vec![f("p"), s("node")]), doc.clone()), "fn~");
-    assert!(!check(call(Function::StartsWith, false, vec![f("p"), s("node")]), doc));
+    assert!(
+        check(
+            call(Function::StartsWith, true, vec![f("p"), s("node")]),
+            doc.clone()
+        ),
+        "fn~"
+    );
+    assert!(!check(
+        call(Function::StartsWith, false, vec![f("p"), s("node")]),
+        doc
+    ));
 }
 
 #[test]
 fn like_wildcards_and_escaping() {
     // ES: util/StringUtils.java toLikePattern: * → any run, ? → one char, nothing escapes them;
     // a backslash is a literal (LikePattern.asLuceneWildcard escapes it for Lucene).
-    let like = |p: &str, v: &str| check(pat(f("x"), PatternKind::Like, false, &[p]), json!({"x": v}));
+    let like =
+        |p: &str, v: &str| check(pat(f("x"), PatternKind::Like, false, &[p]), json!({"x": v}));
     assert!(like("a*c", "abbbc"));
     assert!(like("a*c", "ac"));
     assert!(like("a?c", "abc"));
     assert!(!like("a?c", "ac"));
     assert!(like("a?c", "aéc"), "? is one code point");
-    assert!(like("a\\*", "a\\xyz"), "backslash is literal, * still a wildcard");
+    assert!(
+        like("a\\*", "a\\xyz"),
+        "backslash is literal, * still a wildcard"
+    );
     assert!(!like("a.c", "abc"), ". is literal");
     assert!(like("", ""));
     assert!(!like("abc", "xabcx"), "anchored at both ends");
@@ -325,10 +403,16 @@ fn regex_is_lucene_syntax_anchored_and_rejects_untranslatable_constructs() {
     assert!(re("ab+c", "abbc", false));
     assert!(!re("b+", "abbc", false), "anchored");
     assert!(re("[a-c]{2,3}x", "abcx", false));
-    assert!(re("^a$", "^a$", false), "^ and $ are literals in Lucene RegExp");
+    assert!(
+        re("^a$", "^a$", false),
+        "^ and $ are literals in Lucene RegExp"
+    );
     assert!(re("a@", "anything", false), "@ is any string (flags ALL)");
     assert!(!re("#", "", false), "# is the empty language");
-    assert!(re("\"a.b\"", "a.b", false) && !re("\"a.b\"", "axb", false), "quoted literal");
+    assert!(
+        re("\"a.b\"", "a.b", false) && !re("\"a.b\"", "axb", false),
+        "quoted literal"
+    );
     // regex~ is Lucene ASCII_CASE_INSENSITIVE: single ASCII letters only, not ranges.
     assert!(re("abc", "ABC", true));
     assert!(!re("[a-c]", "B", true));
@@ -348,13 +432,21 @@ fn regex_is_lucene_syntax_anchored_and_rejects_untranslatable_constructs() {
 fn mapping_types_decide_comparisons() {
     let types = FieldTypes::new()
         .with("pid", FieldType::Long)
-        .with("kw", FieldType::Keyword { ignore_above: Some(5) })
+        .with(
+            "kw",
+            FieldType::Keyword {
+                ignore_above: Some(5),
+            },
+        )
         .with("ip", FieldType::Ip);
     let opts = typed(types);
     let m = |cond: Expr, doc: Value| compile_with(cond, &opts).matches(&doc);
     // A long field indexes "7" as 7: numeric comparison.
     assert!(m(gt(f("pid"), int(5)), json!({"pid": "7"})));
-    assert!(m(eq(f("pid"), int(7)), json!({"pid": 7.9})), "long coerces by truncation");
+    assert!(
+        m(eq(f("pid"), int(7)), json!({"pid": 7.9})),
+        "long coerces by truncation"
+    );
     // A keyword field indexes 10 as "10": lexicographic against "9".
     assert!(!m(gt(f("kw"), int(9)), json!({"kw": 10})));
     assert!(m(eq(f("kw"), int(10)), json!({"kw": 10})));
@@ -363,7 +455,10 @@ fn mapping_types_decide_comparisons() {
     assert!(m(eq(f("kw"), null()), json!({"kw": "abcdef"})));
     // ip: a term accepts CIDR; IPv4 and mapped IPv6 are the same address.
     assert!(m(eq(f("ip"), s("10.0.0.0/8")), json!({"ip": "10.1.2.3"})));
-    assert!(m(eq(f("ip"), s("::ffff:10.1.2.3")), json!({"ip": "10.1.2.3"})));
+    assert!(m(
+        eq(f("ip"), s("::ffff:10.1.2.3")),
+        json!({"ip": "10.1.2.3"})
+    ));
 }
 
 #[test]
@@ -372,7 +467,10 @@ fn untyped_fields_take_their_type_from_the_json_value() {
     // value's type as ES converts a query term to the field's type.
     assert!(check(gt(f("n"), int(5)), json!({"n": 7})));
     assert!(check(gt(f("n"), int(5)), json!({"n": 7.5})));
-    assert!(!check(gt(f("n"), int(9)), json!({"n": "10"})), "keyword order: \"10\" < \"9\"");
+    assert!(
+        !check(gt(f("n"), int(9)), json!({"n": "10"})),
+        "keyword order: \"10\" < \"9\""
+    );
     assert!(check(eq(f("n"), int(10)), json!({"n": "10"})));
     assert!(check(eq(f("n"), s("10")), json!({"n": 10})));
     assert!(check(eq(f("b"), tru()), json!({"b": true})));
@@ -389,19 +487,51 @@ fn between_greedy_and_case() {
     // ES: expression/function/scalar/string/BetweenFunctionProcessor.java, util/StringUtils.between.
     let doc = json!({"x": "a[b]c[d]e"});
     let b = |greedy: bool, want: &str| {
-        let args = vec![f("x"), s("["), s("]"), ex(ExprKind::Literal(Literal::Bool(greedy)))];
+        let args = vec![
+            f("x"),
+            s("["),
+            s("]"),
+            ex(ExprKind::Literal(Literal::Bool(greedy))),
+        ];
         eval_fn(Function::Between, false, args, s(want), doc.clone())
     };
     assert!(b(false, "b"));
     assert!(b(true, "b]c[d"));
-    assert!(eval_fn(Function::Between, true, vec![f("x"), s("A"), s("Z")], s("yaB"), json!({"x": "xAyaBz"})));
-    assert!(eval_fn(Function::Between, false, vec![f("x"), s("q"), s("]")], s(""), doc.clone()), "left not found");
+    assert!(eval_fn(
+        Function::Between,
+        true,
+        vec![f("x"), s("A"), s("Z")],
+        s("yaB"),
+        json!({"x": "xAyaBz"})
+    ));
+    assert!(
+        eval_fn(
+            Function::Between,
+            false,
+            vec![f("x"), s("q"), s("]")],
+            s(""),
+            doc.clone()
+        ),
+        "left not found"
+    );
     // Greedy takes the last `right` anywhere; before `left` Java's substring throws.
     let c = compile(eq(
-        call(Function::Between, false, vec![f("x"), s("b"), s("a"), ex(ExprKind::Literal(Literal::Bool(true)))]),
+        call(
+            Function::Between,
+            false,
+            vec![
+                f("x"),
+                s("b"),
+                s("a"),
+                ex(ExprKind::Literal(Literal::Bool(true))),
+            ],
+        ),
         s("x"),
     ));
-    assert!(matches!(c.try_matches(&json!({"x": "abc"})), Err(EvalError::BadArgument { .. })));
+    assert!(matches!(
+        c.try_matches(&json!({"x": "abc"})),
+        Err(EvalError::BadArgument { .. })
+    ));
 }
 
 #[test]
@@ -412,7 +542,11 @@ fn cidr_match_ipv4_ipv6_and_keyword_quirk() {
             call(
                 Function::CidrMatch,
                 false,
-                vec![call(Function::Concat, false, vec![f("x")]), s("10.0.0.0/8"), s("fe80::/10")],
+                vec![
+                    call(Function::Concat, false, vec![f("x")]),
+                    s("10.0.0.0/8"),
+                    s("fe80::/10"),
+                ],
             ),
             json!({"x": ip}),
         )
@@ -433,29 +567,114 @@ fn cidr_match_ipv4_ipv6_and_keyword_quirk() {
 fn number_string_substring_index_of_length_concat() {
     let d = json!({"x": "0x1F", "y": "ff", "z": "3.5", "w": "hello", "e": "😀ab", "n": 5});
     // ES: expression/function/scalar/math/ToNumberFunctionProcessor.java: 0x → base 16.
-    assert!(eval_fn(Function::Number, false, vec![f("x")], int(31), d.clone()));
-    assert!(eval_fn(Function::Number, false, vec![f("y"), int(16)], int(255), d.clone()));
-    assert!(eval_fn(Function::Number, false, vec![f("z")], ex(ExprKind::Literal(Literal::Float(3.5))), d.clone()));
+    assert!(eval_fn(
+        Function::Number,
+        false,
+        vec![f("x")],
+        int(31),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Number,
+        false,
+        vec![f("y"), int(16)],
+        int(255),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Number,
+        false,
+        vec![f("z")],
+        ex(ExprKind::Literal(Literal::Float(3.5))),
+        d.clone()
+    ));
     let bad = compile(eq(call(Function::Number, false, vec![f("w")]), int(1)));
-    assert!(bad.try_matches(&d).is_err(), "unparsable number fails the search");
+    assert!(
+        bad.try_matches(&d).is_err(),
+        "unparsable number fails the search"
+    );
     // ES: StringUtils.substringSlice: Python slices.
-    assert!(eval_fn(Function::Substring, false, vec![f("w"), int(-3)], s("llo"), d.clone()));
-    assert!(eval_fn(Function::Substring, false, vec![f("w"), int(1), int(-1)], s("ell"), d.clone()));
-    assert!(eval_fn(Function::Substring, false, vec![f("w"), int(4), int(2)], s(""), d.clone()));
+    assert!(eval_fn(
+        Function::Substring,
+        false,
+        vec![f("w"), int(-3)],
+        s("llo"),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Substring,
+        false,
+        vec![f("w"), int(1), int(-1)],
+        s("ell"),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Substring,
+        false,
+        vec![f("w"), int(4), int(2)],
+        s(""),
+        d.clone()
+    ));
     // indexOf: not found → null; start offset; UTF-16 indexes (an emoji is 2 units).
-    assert!(eval_fn(Function::IndexOf, false, vec![f("w"), s("l"), int(3)], int(3), d.clone()));
-    assert!(check(eq(call(Function::IndexOf, false, vec![f("w"), s("q")]), null()), d.clone()));
-    assert!(eval_fn(Function::IndexOf, false, vec![f("e"), s("a")], int(2), d.clone()));
-    assert!(eval_fn(Function::Length, false, vec![f("e")], int(4), d.clone()));
+    assert!(eval_fn(
+        Function::IndexOf,
+        false,
+        vec![f("w"), s("l"), int(3)],
+        int(3),
+        d.clone()
+    ));
+    assert!(check(
+        eq(call(Function::IndexOf, false, vec![f("w"), s("q")]), null()),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::IndexOf,
+        false,
+        vec![f("e"), s("a")],
+        int(2),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Length,
+        false,
+        vec![f("e")],
+        int(4),
+        d.clone()
+    ));
     // string(): Java toString; concat: any null → null.
-    assert!(eval_fn(Function::String, false, vec![f("n")], s("5"), d.clone()));
-    assert!(eval_fn(Function::Concat, false, vec![f("w"), s("-"), f("n")], s("hello-5"), d.clone()));
-    assert!(check(eq(call(Function::Concat, false, vec![f("w"), f("missing")]), null()), d.clone()));
+    assert!(eval_fn(
+        Function::String,
+        false,
+        vec![f("n")],
+        s("5"),
+        d.clone()
+    ));
+    assert!(eval_fn(
+        Function::Concat,
+        false,
+        vec![f("w"), s("-"), f("n")],
+        s("hello-5"),
+        d.clone()
+    ));
+    assert!(check(
+        eq(
+            call(Function::Concat, false, vec![f("w"), f("missing")]),
+            null()
+        ),
+        d.clone()
+    ));
     // wildcard() is like over each pattern.
-    assert!(check(call(Function::Wildcard, false, vec![f("w"), s("x*"), s("h*o")]), d.clone()));
+    assert!(check(
+        call(Function::Wildcard, false, vec![f("w"), s("x*"), s("h*o")]),
+        d.clone()
+    ));
     // stringContains as a script: empty substring is false.
     assert!(!check(
-        call(Function::StringContains, false, vec![call(Function::Concat, false, vec![f("w")]), s("")]),
+        call(
+            Function::StringContains,
+            false,
+            vec![call(Function::Concat, false, vec![f("w")]), s("")]
+        ),
         d.clone()
     ));
 }
@@ -465,10 +684,22 @@ fn field_function_forms_are_the_queries_es_pushes_down() {
     // ES: planner/QueryTranslator.java CaseInsensitiveScalarFunctions: endsWith/stringContains on
     // a field become wildcard queries built from the raw constant, so * in it is a wildcard and
     // an empty substring matches every value.
-    assert!(check(call(Function::EndsWith, false, vec![f("x"), s("a*c")]), json!({"x": "zabbc"})));
-    assert!(check(call(Function::StringContains, false, vec![f("x"), s("")]), json!({"x": "q"})));
-    assert!(!check(call(Function::StringContains, false, vec![f("x"), s("")]), json!({})));
-    assert!(check(call(Function::StartsWith, false, vec![f("x"), s("")]), json!({"x": "q"})));
+    assert!(check(
+        call(Function::EndsWith, false, vec![f("x"), s("a*c")]),
+        json!({"x": "zabbc"})
+    ));
+    assert!(check(
+        call(Function::StringContains, false, vec![f("x"), s("")]),
+        json!({"x": "q"})
+    ));
+    assert!(!check(
+        call(Function::StringContains, false, vec![f("x"), s("")]),
+        json!({})
+    ));
+    assert!(check(
+        call(Function::StartsWith, false, vec![f("x"), s("")]),
+        json!({"x": "q"})
+    ));
 }
 
 #[test]
@@ -477,14 +708,32 @@ fn arithmetic_follows_java() {
     let m = |cond: Expr, doc: Value| compile_with(cond, &types).try_matches(&doc);
     // QL: expression/predicate/operator/arithmetic/Arithmetics.java: Math.addExact overflows.
     let overflow = gt(arith(ArithOp::Add, f("n"), int(1)), int(0));
-    assert_eq!(m(overflow, json!({"n": i64::MAX})), Err(EvalError::Overflow));
+    assert_eq!(
+        m(overflow, json!({"n": i64::MAX})),
+        Err(EvalError::Overflow)
+    );
     let div0 = gt(arith(ArithOp::Div, f("n"), int(0)), int(0));
     assert_eq!(m(div0, json!({"n": 1})), Err(EvalError::DivisionByZero));
     // Integer division truncates toward zero.
-    assert_eq!(m(eq(arith(ArithOp::Div, f("n"), int(2)), int(-3)), json!({"n": -7})), Ok(true));
-    assert_eq!(m(eq(arith(ArithOp::Mod, f("n"), int(2)), int(-1)), json!({"n": -7})), Ok(true));
+    assert_eq!(
+        m(
+            eq(arith(ArithOp::Div, f("n"), int(2)), int(-3)),
+            json!({"n": -7})
+        ),
+        Ok(true)
+    );
+    assert_eq!(
+        m(
+            eq(arith(ArithOp::Mod, f("n"), int(2)), int(-1)),
+            json!({"n": -7})
+        ),
+        Ok(true)
+    );
     // Null propagates.
-    assert_eq!(m(eq(arith(ArithOp::Add, f("n"), int(1)), null()), json!({})), Ok(true));
+    assert_eq!(
+        m(eq(arith(ArithOp::Add, f("n"), int(1)), null()), json!({})),
+        Ok(true)
+    );
     // Constant overflow is a compile-time error (ConstantFolding).
     assert!(compile_err(gt(arith(ArithOp::Mul, int(i64::MAX), int(2)), int(0))).contains("fails"));
 }
@@ -493,13 +742,21 @@ fn arithmetic_follows_java() {
 
 #[test]
 fn verifier_errors_are_compile_errors_with_spans() {
-    assert!(compile_err(gt(call(Function::Length, false, vec![int(5)]), int(1))).contains("must be [string]"));
+    assert!(
+        compile_err(gt(call(Function::Length, false, vec![int(5)]), int(1)))
+            .contains("must be [string]")
+    );
     assert!(compile_err(gt(call(Function::Length, true, vec![f("x")]), int(1))).contains("~"));
     assert!(compile_err(eq(f("x"), f("y"))).contains("against fields"));
     assert!(compile_err(f("x")).contains("boolean"));
     assert!(compile_err(call(Function::Length, false, vec![f("x")])).contains("boolean"));
-    assert!(compile_err(call(Function::CidrMatch, false, vec![f("x"), s("nope")])).contains("CIDR"));
-    assert!(compile_err(eq(call(Function::Substring, false, vec![f("x")]), s("a"))).contains("arguments"));
+    assert!(
+        compile_err(call(Function::CidrMatch, false, vec![f("x"), s("nope")])).contains("CIDR")
+    );
+    assert!(
+        compile_err(eq(call(Function::Substring, false, vec![f("x")]), s("a")))
+            .contains("arguments")
+    );
     let mut bad = pat(f("x"), PatternKind::Regex, false, &["a&b"]);
     bad.span = 7..19;
     let e = CompiledFilter::compile_condition(&bad, &EvalOptions::default()).expect_err("rejected");
@@ -510,16 +767,35 @@ fn verifier_errors_are_compile_errors_with_spans() {
 
 fn rule_stage0() -> Expr {
     let start_exec = and(
-        and(eq(f("host.os.type"), s("linux")), eq(f("event.type"), s("start"))),
-        in_list(f("event.action"), vec![s("exec"), s("ProcessRollup2")], false, false),
+        and(
+            eq(f("host.os.type"), s("linux")),
+            eq(f("event.type"), s("start")),
+        ),
+        in_list(
+            f("event.action"),
+            vec![s("exec"), s("ProcessRollup2")],
+            false,
+            false,
+        ),
     );
-    and(and(start_exec, eq(f("process.name"), s("node"))), eq(f("process.args"), s("install")))
+    and(
+        and(start_exec, eq(f("process.name"), s("node"))),
+        eq(f("process.args"), s("install")),
+    )
 }
 
 fn rule_stage1() -> Expr {
     let start_exec = and(
-        and(eq(f("host.os.type"), s("linux")), eq(f("event.type"), s("start"))),
-        in_list(f("event.action"), vec![s("exec"), s("ProcessRollup2")], false, false),
+        and(
+            eq(f("host.os.type"), s("linux")),
+            eq(f("event.type"), s("start")),
+        ),
+        in_list(
+            f("event.action"),
+            vec![s("exec"), s("ProcessRollup2")],
+            false,
+            false,
+        ),
     );
     and(start_exec, eq(f("process.parent.name"), s("node")))
 }
@@ -544,7 +820,8 @@ fn rule_filters_on_synthetic_events() {
     assert!(s0.matches(&npm));
     assert!(!s1.matches(&npm));
     let mut child = npm.clone();
-    child["process"] = json!({"name": "sh", "args": ["sh", "-c", "node x.js"], "parent": {"name": "node"}});
+    child["process"] =
+        json!({"name": "sh", "args": ["sh", "-c", "node x.js"], "parent": {"name": "node"}});
     assert!(s1.matches(&child));
     let mut fork = npm.clone();
     fork["event"]["action"] = json!("fork");
@@ -586,7 +863,10 @@ fn rule_filters_on_crowdstrike_sample() {
     as_child["process"]["parent"]["name"] = json!("node");
     assert!(s1.matches(&as_child));
     // SyntheticProcessRollup2 never matches (event.action differs).
-    for e in events.iter().filter(|e| e["event"]["action"] != json!("ProcessRollup2")) {
+    for e in events
+        .iter()
+        .filter(|e| e["event"]["action"] != json!("ProcessRollup2"))
+    {
         assert!(!s0.matches(e) && !s1.matches(e));
     }
 }
@@ -598,17 +878,30 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|i| json!(i)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         "[a-zA-Z0-9 .*?\\\\é😀]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["node", "install", "10.0.0.1", "fe80::1", "0x1F", "7", "", "a.b"])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "node", "install", "10.0.0.1", "fe80::1", "0x1F", "7", "", "a.b"
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(6, 200, 40, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..40).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec!["x", "y", "n", "process", "name", "x.y", "process.name", "args"])
-                    .prop_map(str::to_owned),
+                prop::sample::select(vec![
+                    "x",
+                    "y",
+                    "n",
+                    "process",
+                    "name",
+                    "x.y",
+                    "process.name",
+                    "args"
+                ])
+                .prop_map(str::to_owned),
                 inner,
                 0..5
             )
@@ -628,12 +921,33 @@ fn robustness_filters() -> Vec<CompiledFilter> {
         eq(call(Function::Length, false, vec![fx()]), int(2)),
         gt(arith(ArithOp::Mul, f("n"), f("x.y")), int(0)),
         eq(call(Function::Number, false, vec![fx()]), int(31)),
-        eq(call(Function::Substring, false, vec![fx(), int(-2)]), s("ab")),
-        eq(call(Function::Between, true, vec![fx(), s("a"), s("b")]), s("")),
-        call(Function::CidrMatch, false, vec![call(Function::String, false, vec![fx()]), s("10.0.0.0/8")]),
-        eq(call(Function::Concat, false, vec![fx(), f("n"), f("y")]), s("x")),
-        not(in_list(call(Function::String, false, vec![f("n")]), vec![s("1"), null()], false, true)),
-        eq(call(Function::IndexOf, true, vec![fx(), s("A"), f("n")]), int(0)),
+        eq(
+            call(Function::Substring, false, vec![fx(), int(-2)]),
+            s("ab"),
+        ),
+        eq(
+            call(Function::Between, true, vec![fx(), s("a"), s("b")]),
+            s(""),
+        ),
+        call(
+            Function::CidrMatch,
+            false,
+            vec![call(Function::String, false, vec![fx()]), s("10.0.0.0/8")],
+        ),
+        eq(
+            call(Function::Concat, false, vec![fx(), f("n"), f("y")]),
+            s("x"),
+        ),
+        not(in_list(
+            call(Function::String, false, vec![f("n")]),
+            vec![s("1"), null()],
+            false,
+            true,
+        )),
+        eq(
+            call(Function::IndexOf, true, vec![fx(), s("A"), f("n")]),
+            int(0),
+        ),
     ];
     let types = typed(
         FieldTypes::new()
