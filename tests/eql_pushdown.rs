@@ -520,3 +520,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn golden_query_from_the_rule_text_matches_the_hand_built_one() {
+    let text = r#"sequence by host.id with maxspan=10s
+  [process where host.os.type == "linux" and event.type == "start" and event.action in ("exec", "ProcessRollup2") and process.name == "node" and process.args == "install"] by process.entity_id
+  [process where host.os.type == "linux" and event.type == "start" and event.action in ("exec", "ProcessRollup2") and process.parent.name == "node"] by process.parent.entity_id"#;
+    let seqwatch::eql::ast::Query::Sequence(parsed) =
+        seqwatch::eql::parse(text).expect("rule parses")
+    else {
+        panic!("the rule is a sequence");
+    };
+    let (from, to) = ("2026-11-29T10:00:00.000Z", "2026-11-29T10:09:00.000Z");
+    let opts = FetchOptions::default();
+    let from_text = fetch_query(&parsed, &opts, from, to).expect("compiles");
+    let by_hand = fetch_query(&rule_sequence(), &opts, from, to).expect("compiles");
+    assert_eq!(from_text, by_hand);
+}
