@@ -2,6 +2,11 @@
 //!
 //! # Layout
 //! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
+//! - [`event`]: field access over a hit's `_source`, join keys, timestamps; pure.
+//! - [`rule`]: detection-rule TOML files → validated rules with parsed queries.
+//! - [`window`]: run windows, catch-up and gaps; pure.
+//! - [`alert`]: Kibana-shaped alerts and their ids; pure.
+//! - [`config`]: the layered configuration.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
@@ -9,4 +14,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod eql;
+pub mod event;
+pub mod rule;
 pub mod window;
