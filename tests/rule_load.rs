@@ -60,6 +60,7 @@ fn builtin_rule_loads_with_expected_settings() {
     assert_eq!(rule.interval_text, "5m");
     assert_eq!(rule.interval, Duration::from_secs(5 * 60));
     assert_eq!(rule.max_signals, 100);
+    assert_eq!(rule.version, Some(2));
     assert_eq!(
         rule.index,
         vec!["logs-endpoint.events.process*", "logs-crowdstrike.fdr*"]
