@@ -597,7 +597,8 @@ fn integers_are_i64_and_overflow_is_an_error() {
 
 fn shared_data() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("es-eql-suite").is_dir().then_some(dir);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     [root.join("../shared/data"), root.join("../../shared/data")]

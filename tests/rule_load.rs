@@ -11,7 +11,8 @@ use seqwatch::rule::{Rule, RuleError, Severity};
 /// live one level deeper (`/work/wt/<name>`), so `../../shared/data` is tried as well.
 fn shared_data() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("rules").is_dir().then_some(dir);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     [root.join("../shared/data"), root.join("../../shared/data")]
