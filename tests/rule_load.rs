@@ -11,7 +11,8 @@ use seqwatch::rule::{Rule, RuleError, Severity};
 /// live one level deeper (`/work/wt/<name>`), so `../../shared/data` is tried as well.
 fn shared_data() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("rules").is_dir().then_some(dir);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     [root.join("../shared/data"), root.join("../../shared/data")]
@@ -60,6 +61,7 @@ fn builtin_rule_loads_with_expected_settings() {
     assert_eq!(rule.interval_text, "5m");
     assert_eq!(rule.interval, Duration::from_secs(5 * 60));
     assert_eq!(rule.max_signals, 100);
+    assert_eq!(rule.version, Some(2));
     assert_eq!(
         rule.index,
         vec!["logs-endpoint.events.process*", "logs-crowdstrike.fdr*"]
