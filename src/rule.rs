@@ -369,6 +369,10 @@ impl Rule {
         let query_text = raw.query.get_ref().clone();
         let query = eql::parse(&query_text)
             .map_err(|error| query_error(text, origin, &raw.query, error))?;
+        // Compile every filter once now, so that what the evaluator refuses (an untranslatable
+        // regex, a type error) is reported here, at its place in the file, not at the first run.
+        check_compiles(&query, raw.event_category_override.as_deref())
+            .map_err(|error| query_error(text, origin, &raw.query, error))?;
 
         let lookback = parse_from(raw.from.get_ref())
             .map_err(|message| field_error("from", raw.from.span(), message))?;
@@ -464,6 +468,28 @@ impl Rule {
 /// the file text verbatim, so the error is rendered against the file itself. Otherwise
 /// (escapes change offsets) it is rendered against the query with the start of the string
 /// as line/column offset.
+/// Compiles each filter of the query with the evaluator; the first refusal, as a parse error.
+fn check_compiles(query: &ast::Query, category_field: Option<&str>) -> Result<(), ParseError> {
+    let mut opts = eql::eval::EvalOptions::default();
+    if let Some(field) = category_field {
+        opts.event_category_field = field.to_owned();
+    }
+    let filters: Vec<&ast::EventFilter> = match query {
+        ast::Query::Event(f) => vec![f],
+        ast::Query::Sequence(s) => s
+            .stages
+            .iter()
+            .chain(s.until.iter())
+            .map(|st| &st.filter)
+            .collect(),
+    };
+    for f in filters {
+        eql::eval::CompiledFilter::compile(f, &opts)
+            .map_err(|e| ParseError::new(e.span, e.message))?;
+    }
+    Ok(())
+}
+
 fn query_error(text: &str, origin: &str, query: &Spanned<String>, error: ParseError) -> RuleError {
     let span = query.span();
     let raw = text.get(span.clone()).unwrap_or("");

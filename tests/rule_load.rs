@@ -308,3 +308,19 @@ fn missing_file_is_a_read_error() {
         "{err}"
     );
 }
+
+#[test]
+fn evaluator_refusals_are_reported_at_load_with_their_place() {
+    // A Lucene regex intersection (`&`) cannot be translated faithfully; the evaluator refuses
+    // it, and the rule loader reports that at the query's place in the file.
+    let text = rule_text("process where\n  process.name regex \"a&b\"", "");
+    let err = expect_err(&text).to_string();
+    assert!(
+        err.starts_with("x.toml:15:3: invalid or unsupported regex [a&b]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("process.name regex"),
+        "the offending line is shown: {err}"
+    );
+}

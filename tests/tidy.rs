@@ -4,9 +4,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Modules that must stay pure: no I/O, no async runtime, no Elasticsearch client.
-const PURE: &[&str] = &["src/eql", "src/correlate", "src/event.rs", "src/window.rs", "src/alert.rs"];
-const FORBIDDEN: &[&str] =
-    &["crate::es", "tokio", "elasticsearch::", "reqwest", "std::fs", "std::net::TcpStream", "Utc::now", "SystemTime::now"];
+const PURE: &[&str] = &[
+    "src/eql",
+    "src/correlate",
+    "src/event.rs",
+    "src/window.rs",
+    "src/alert.rs",
+];
+const FORBIDDEN: &[&str] = &[
+    "crate::es",
+    "tokio",
+    "elasticsearch::",
+    "reqwest",
+    "std::fs",
+    "std::net::TcpStream",
+    "Utc::now",
+    "SystemTime::now",
+];
 
 fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
     if p.is_dir() {
@@ -23,10 +37,16 @@ fn pure_modules_do_no_io() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     for p in PURE {
-        assert!(root.join(p).exists(), "{p} is listed as pure but does not exist");
+        assert!(
+            root.join(p).exists(),
+            "{p} is listed as pure but does not exist"
+        );
         rust_files(&root.join(p), &mut files);
     }
-    assert!(files.iter().any(|f| f.ends_with("alert.rs")), "the pure-module list is stale");
+    assert!(
+        files.iter().any(|f| f.ends_with("alert.rs")),
+        "the pure-module list is stale"
+    );
     let mut bad = Vec::new();
     for f in &files {
         let text = fs::read_to_string(f).unwrap();
@@ -39,16 +59,28 @@ fn pure_modules_do_no_io() {
             }
             for word in FORBIDDEN {
                 if l.contains(word) {
-                    bad.push(format!("{}:{}: uses {word}", f.strip_prefix(root).unwrap().display(), n + 1));
+                    bad.push(format!(
+                        "{}:{}: uses {word}",
+                        f.strip_prefix(root).unwrap().display(),
+                        n + 1
+                    ));
                 }
             }
         }
     }
-    assert!(bad.is_empty(), "pure modules must not do I/O:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "pure modules must not do I/O:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
 fn main_rs_stays_thin() {
-    let main = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
-    assert!(main.lines().count() <= 40, "src/main.rs should only hand over to app");
+    let main =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
+    assert!(
+        main.lines().count() <= 40,
+        "src/main.rs should only hand over to app"
+    );
 }
