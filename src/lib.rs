@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
+//! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod app;
 pub mod cli;
+pub mod correlate;
 pub mod eql;
