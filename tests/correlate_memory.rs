@@ -2,7 +2,9 @@
 //! matcher drops pending sequences, until markers and missing-stage evidence that no future
 //! event can use, and keeps at most `max_sequences` completed sequences.
 
-use seqwatch::correlate::{Candidate, KeyValue, Matcher, Ordinal, SequenceSpec, StageMatch, StageSpec};
+use seqwatch::correlate::{
+    Candidate, KeyValue, Matcher, Ordinal, SequenceSpec, StageMatch, StageSpec,
+};
 
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000 * MS;
@@ -29,7 +31,10 @@ fn a_million_events_keep_pending_state_within_one_maxspan() {
             .push(Candidate {
                 ordinal: Ordinal::new(ts, implicit),
                 payload: implicit,
-                stages: vec![StageMatch { stage, key_fields: key(&host, entity) }],
+                stages: vec![StageMatch {
+                    stage,
+                    key_fields: key(&host, entity),
+                }],
                 until: None,
             })
             .expect("ascending stream");
@@ -47,9 +52,20 @@ fn a_million_events_keep_pending_state_within_one_maxspan() {
     assert_eq!(stats.completed, 100);
     assert_eq!(outcome.sequences.len(), 100);
     // 10 s of parents at one per 10 ms is 1,001 sequences; allow a little slack, far below 1e6.
-    assert!(stats.peak_pending <= 1_100, "peak pending {}", stats.peak_pending);
-    assert!(stats.pending_now <= 1_100, "pending at the end {}", stats.pending_now);
-    assert_eq!(stats.expired as usize + stats.pending_now + 100, EVENTS as usize);
+    assert!(
+        stats.peak_pending <= 1_100,
+        "peak pending {}",
+        stats.peak_pending
+    );
+    assert!(
+        stats.pending_now <= 1_100,
+        "pending at the end {}",
+        stats.pending_now
+    );
+    assert_eq!(
+        stats.expired as usize + stats.pending_now + 100,
+        EVENTS as usize
+    );
 }
 
 /// Missing-stage evidence and until markers are bounded the same way, and completed sequences
@@ -57,7 +73,11 @@ fn a_million_events_keep_pending_state_within_one_maxspan() {
 #[test]
 fn evidence_until_markers_and_completed_sequences_stay_bounded() {
     let spec = SequenceSpec {
-        stages: vec![StageSpec { missing: false }, StageSpec { missing: true }, StageSpec { missing: false }],
+        stages: vec![
+            StageSpec { missing: false },
+            StageSpec { missing: true },
+            StageSpec { missing: false },
+        ],
         maxspan_ns: Some(SEC),
         has_until: true,
     };
@@ -74,17 +94,32 @@ fn evidence_until_markers_and_completed_sequences_stay_bounded() {
             .push(Candidate {
                 ordinal: Ordinal::new(i * MS, i as u64),
                 payload: i,
-                stages: vec![StageMatch { stage, key_fields: key(&host, entity.clone()) }],
+                stages: vec![StageMatch {
+                    stage,
+                    key_fields: key(&host, entity.clone()),
+                }],
                 until: (i % 7 == 0).then(|| key(&host, entity)),
             })
             .expect("ascending stream");
     }
     let stats = matcher.stats().clone();
-    assert!(stats.completed > 1_000, "the workload completes sequences: {}", stats.completed);
+    assert!(
+        stats.completed > 1_000,
+        "the workload completes sequences: {}",
+        stats.completed
+    );
     // One maxspan (1 s) holds 1,000 events; a quarter are evidence.
-    assert!(stats.peak_evidence <= 300, "peak evidence {}", stats.peak_evidence);
+    assert!(
+        stats.peak_evidence <= 300,
+        "peak evidence {}",
+        stats.peak_evidence
+    );
     assert!(stats.until_markers_now <= 50);
-    assert!(stats.peak_pending <= 1_000, "peak pending {}", stats.peak_pending);
+    assert!(
+        stats.peak_pending <= 1_000,
+        "peak pending {}",
+        stats.peak_pending
+    );
     let outcome = matcher.finish();
     assert_eq!(outcome.sequences.len(), 10);
     assert_eq!(outcome.stats.dropped_by_cap, outcome.stats.completed - 10);

@@ -35,13 +35,22 @@ struct RefSequence {
 
 impl RefSequence {
     fn ordinal(&self) -> &Ordinal {
-        &self.matches[self.current_stage].as_ref().expect("current stage is matched").0
+        &self.matches[self.current_stage]
+            .as_ref()
+            .expect("current stage is matched")
+            .0
     }
     fn start_ordinal(&self) -> &Ordinal {
-        &self.matches[self.first_stage].as_ref().expect("first stage is matched").0
+        &self.matches[self.first_stage]
+            .as_ref()
+            .expect("first stage is matched")
+            .0
     }
     fn match_at(&self, stage: usize) -> &Ordinal {
-        &self.matches[stage].as_ref().expect("positive stage is matched").0
+        &self.matches[stage]
+            .as_ref()
+            .expect("positive stage is matched")
+            .0
     }
 }
 
@@ -67,10 +76,16 @@ fn extract_join_keys(original: &[Vec<KeyValue>]) -> Vec<Vec<KeyValue>> {
             }
         }
     }
-    partial.into_iter().map(|k| k.into_iter().map(|v| v.expect("filled")).collect()).collect()
+    partial
+        .into_iter()
+        .map(|k| k.into_iter().map(|v| v.expect("filled")).collect())
+        .collect()
 }
 
-fn find_before<'a>(ordinals: impl Iterator<Item = &'a Ordinal>, ordinal: &Ordinal) -> Option<usize> {
+fn find_before<'a>(
+    ordinals: impl Iterator<Item = &'a Ordinal>,
+    ordinal: &Ordinal,
+) -> Option<usize> {
     let mut found = None;
     for (position, o) in ordinals.enumerate() {
         if o < ordinal {
@@ -94,7 +109,6 @@ struct Reference<'a> {
     spec: &'a SequenceSpec,
     events: &'a [Candidate<usize>],
     missing: Vec<bool>,
-    first: usize,
     last: usize,
     groups: HashMap<(usize, Vec<KeyValue>), Vec<RefSequence>>,
     entries: HashSet<Vec<KeyValue>>,
@@ -116,19 +130,32 @@ impl<'a> Reference<'a> {
     }
 
     fn try_complete(&mut self, sequence: RefSequence) {
-        let target = if self.missing.iter().any(|&m| m) { &mut self.to_check } else { &mut self.completed };
+        let target = if self.missing.iter().any(|&m| m) {
+            &mut self.to_check
+        } else {
+            &mut self.completed
+        };
         // TreeSet.add keeps the element already there.
         target.entry(sequence.ordinal().clone()).or_insert(sequence);
     }
 
     fn match_hit(&mut self, stage: usize, key: Vec<KeyValue>, ordinal: &Ordinal, hit: usize) {
-        let Some(previous) = self.previous_positive(stage) else { return };
-        let Some(group) = self.groups.get_mut(&(previous, key.clone())) else { return };
+        let Some(previous) = self.previous_positive(stage) else {
+            return;
+        };
+        let Some(group) = self.groups.get_mut(&(previous, key.clone())) else {
+            return;
+        };
         if group.is_empty() {
             return;
         }
-        let Some(position) = find_before(group.iter().map(|s| s.ordinal()), ordinal) else { return };
-        let mut sequence = group.drain(..=position).next_back().expect("position is in range");
+        let Some(position) = find_before(group.iter().map(|s| s.ordinal()), ordinal) else {
+            return;
+        };
+        let mut sequence = group
+            .drain(..=position)
+            .next_back()
+            .expect("position is in range");
         if self.exceeds_max_span(sequence.start_ordinal().timestamp_ns, ordinal.timestamp_ns) {
             return;
         }
@@ -144,7 +171,10 @@ impl<'a> Reference<'a> {
         if stage == self.last {
             self.try_complete(sequence);
         } else {
-            self.groups.entry((stage, key.clone())).or_default().push(sequence);
+            self.groups
+                .entry((stage, key.clone()))
+                .or_default()
+                .push(sequence);
             self.entries.insert(key);
         }
     }
@@ -157,7 +187,10 @@ impl<'a> Reference<'a> {
                 e.stages.iter().any(|m| {
                     m.stage == stage
                         && m.key_fields.len() == key.len()
-                        && m.key_fields.iter().zip(key).all(|(values, k)| values.contains(k))
+                        && m.key_fields
+                            .iter()
+                            .zip(key)
+                            .all(|(values, k)| values.contains(k))
                 })
             })
             .map(|e| e.ordinal.timestamp_ns)
@@ -194,9 +227,20 @@ impl<'a> Reference<'a> {
                         first_trailing = Some(first_trailing.map_or(t, |f| f.min(t)));
                     }
                 } else {
-                    let low = floor_ms(sequence.match_at(self.previous_positive(i).expect("middle")).timestamp_ns);
-                    let high = floor_ms(sequence.match_at(self.next_positive(i).expect("middle")).timestamp_ns);
-                    if hits.iter().any(|&t| low < floor_ms(t) && floor_ms(t) < high) {
+                    let low = floor_ms(
+                        sequence
+                            .match_at(self.previous_positive(i).expect("middle"))
+                            .timestamp_ns,
+                    );
+                    let high = floor_ms(
+                        sequence
+                            .match_at(self.next_positive(i).expect("middle"))
+                            .timestamp_ns,
+                    );
+                    if hits
+                        .iter()
+                        .any(|&t| low < floor_ms(t) && floor_ms(t) < high)
+                    {
                         discarded = true;
                     }
                 }
@@ -219,7 +263,9 @@ impl<'a> Reference<'a> {
                 || (lead && !trail && bigger(last_leading, end))
                 || (!lead && trail && bigger(start, first_trailing))
             {
-                self.completed.entry(sequence.ordinal().clone()).or_insert(sequence);
+                self.completed
+                    .entry(sequence.ordinal().clone())
+                    .or_insert(sequence);
             }
         }
         Ok(())
@@ -240,7 +286,6 @@ fn reference(
         spec,
         events,
         missing,
-        first,
         last,
         groups: HashMap::new(),
         entries: HashSet::new(),
@@ -258,11 +303,19 @@ fn reference(
                     if stage == first {
                         let mut matches = vec![None; spec.stages.len()];
                         matches[stage] = Some((event.ordinal.clone(), event.payload));
-                        let sequence = RefSequence { key: key.clone(), first_stage: stage, current_stage: stage, matches };
+                        let sequence = RefSequence {
+                            key: key.clone(),
+                            first_stage: stage,
+                            current_stage: stage,
+                            matches,
+                        };
                         if first == last {
                             r.try_complete(sequence);
                         } else {
-                            r.groups.entry((stage, key.clone())).or_default().push(sequence);
+                            r.groups
+                                .entry((stage, key.clone()))
+                                .or_default()
+                                .push(sequence);
                             r.entries.insert(key);
                         }
                     } else {
@@ -344,7 +397,12 @@ fn key_fields(key_count: usize, allow_null: bool) -> impl Strategy<Value = Vec<V
     prop::collection::vec(field, key_count..=key_count)
 }
 
-fn raw_event(stages: usize, key_count: usize, allow_null: bool, has_until: bool) -> impl Strategy<Value = RawEvent> {
+fn raw_event(
+    stages: usize,
+    key_count: usize,
+    allow_null: bool,
+    has_until: bool,
+) -> impl Strategy<Value = RawEvent> {
     let membership = prop_oneof![
         3 => Just(None),
         2 => key_fields(key_count, allow_null).prop_map(Some),
@@ -361,43 +419,60 @@ fn raw_event(stages: usize, key_count: usize, allow_null: bool, has_until: bool)
         prop::collection::vec(membership, stages..=stages),
         until,
     )
-        .prop_map(|(millis, sub_milli_ns, tiebreaker, memberships, until)| RawEvent {
-            millis,
-            sub_milli_ns,
-            tiebreaker,
-            memberships,
-            until,
-        })
+        .prop_map(
+            |(millis, sub_milli_ns, tiebreaker, memberships, until)| RawEvent {
+                millis,
+                sub_milli_ns,
+                tiebreaker,
+                memberships,
+                until,
+            },
+        )
 }
 
 fn case() -> impl Strategy<Value = Case> {
     (
         2usize..=4,
         prop::collection::vec(prop::bool::weighted(0.3), 4),
-        prop::option::weighted(0.75, (1i64..=12, prop_oneof![3 => Just(0i64), 1 => Just(400_000i64)])),
+        prop::option::weighted(
+            0.75,
+            (
+                1i64..=12,
+                prop_oneof![3 => Just(0i64), 1 => Just(400_000i64)],
+            ),
+        ),
         prop::bool::weighted(0.4),
         0usize..=2,
         prop::bool::weighted(0.25),
         prop_oneof![1 => 1usize..=4, 1 => Just(1000usize)],
     )
-        .prop_flat_map(|(stage_count, missing_flags, maxspan, has_until, key_count, allow_null, cap)| {
-            let mut missing: Vec<bool> = missing_flags[..stage_count].to_vec();
-            if missing.iter().all(|&m| m) {
-                missing[stage_count - 1] = false;
-            }
-            let any_missing = missing.iter().any(|&m| m);
-            let maxspan_ns = match maxspan {
-                Some((ms, extra)) => Some(ms * 1_000_000 + extra),
-                None if any_missing => Some(5_000_000),
-                None => None,
-            };
-            let spec = SequenceSpec {
-                stages: missing.iter().map(|&m| StageSpec { missing: m }).collect(),
-                maxspan_ns,
-                has_until,
-            };
-            (Just(spec), Just(cap), prop::collection::vec(raw_event(stage_count, key_count, allow_null, has_until), 0..40))
-        })
+        .prop_flat_map(
+            |(stage_count, missing_flags, maxspan, has_until, key_count, allow_null, cap)| {
+                let mut missing: Vec<bool> = missing_flags[..stage_count].to_vec();
+                if missing.iter().all(|&m| m) {
+                    missing[stage_count - 1] = false;
+                }
+                let any_missing = missing.iter().any(|&m| m);
+                let maxspan_ns = match maxspan {
+                    Some((ms, extra)) => Some(ms * 1_000_000 + extra),
+                    None if any_missing => Some(5_000_000),
+                    None => None,
+                };
+                let spec = SequenceSpec {
+                    stages: missing.iter().map(|&m| StageSpec { missing: m }).collect(),
+                    maxspan_ns,
+                    has_until,
+                };
+                (
+                    Just(spec),
+                    Just(cap),
+                    prop::collection::vec(
+                        raw_event(stage_count, key_count, allow_null, has_until),
+                        0..40,
+                    ),
+                )
+            },
+        )
         .prop_map(|(spec, cap, raw)| {
             let mut events: Vec<Candidate<usize>> = raw
                 .into_iter()
@@ -413,7 +488,9 @@ fn case() -> impl Strategy<Value = Case> {
                         .memberships
                         .into_iter()
                         .enumerate()
-                        .filter_map(|(stage, m)| m.map(|key_fields| StageMatch { stage, key_fields }))
+                        .filter_map(|(stage, m)| {
+                            m.map(|key_fields| StageMatch { stage, key_fields })
+                        })
                         .collect(),
                     until: r.until,
                 })
@@ -424,7 +501,10 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 fn run_streaming(case: &Case) -> Result<(Vec<Returned>, u64, u64), String> {
@@ -438,7 +518,11 @@ fn run_streaming(case: &Case) -> Result<(Vec<Returned>, u64, u64), String> {
         .into_iter()
         .map(|s| (s.join_keys, s.events, s.ordinal))
         .collect();
-    Ok((returned, outcome.stats.completed, outcome.stats.dropped_by_cap))
+    Ok((
+        returned,
+        outcome.stats.completed,
+        outcome.stats.dropped_by_cap,
+    ))
 }
 
 proptest! {
@@ -473,7 +557,10 @@ fn reference_pins_a_known_answer() {
         .map(|i| Candidate {
             ordinal: Ordinal::new(i as i64, i as u64),
             payload: i,
-            stages: vec![StageMatch { stage: if i < 2 { 0 } else { 1 }, key_fields: key.clone() }],
+            stages: vec![StageMatch {
+                stage: if i < 2 { 0 } else { 1 },
+                key_fields: key.clone(),
+            }],
             until: None,
         })
         .collect();
@@ -489,10 +576,14 @@ fn generated_cases_exercise_every_feature() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::{Config, TestRunner};
 
-    let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::default()
+    });
     let strategy = case();
     let mut totals = seqwatch::correlate::MatchStats::default();
-    let (mut with_sequences, mut missing_with_sequences, mut null_errors, mut multi_stage_events) = (0, 0, 0, 0);
+    let (mut with_sequences, mut missing_with_sequences, mut null_errors, mut multi_stage_events) =
+        (0, 0, 0, 0);
     for _ in 0..500 {
         let case = strategy.new_tree(&mut runner).expect("case").current();
         multi_stage_events += case.events.iter().filter(|e| e.stages.len() > 1).count();

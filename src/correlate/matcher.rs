@@ -375,12 +375,10 @@ impl<T: Clone> Matcher<T> {
                 });
             }
         }
-        if let Some(tiebreaker) = &at.tiebreaker {
-            match self.tiebreaker_kind {
-                Some(kind) if kind != tiebreaker.kind() => {
-                    return Err(MatchError::MixedTieBreakerTypes { at: at.clone() });
-                }
-                _ => self.tiebreaker_kind = Some(tiebreaker.kind()),
+        let tiebreaker_kind = at.tiebreaker.as_ref().map(|t| t.kind());
+        if let (Some(seen), Some(kind)) = (self.tiebreaker_kind, tiebreaker_kind) {
+            if seen != kind {
+                return Err(MatchError::MixedTieBreakerTypes { at: at.clone() });
             }
         }
         let stages = self.layout.stage_count();
@@ -403,6 +401,9 @@ impl<T: Clone> Matcher<T> {
         }
         if candidate.until.is_some() && !self.layout.has_until {
             return Err(MatchError::UntilWithoutClause { at: at.clone() });
+        }
+        if tiebreaker_kind.is_some() {
+            self.tiebreaker_kind = tiebreaker_kind;
         }
         Ok(())
     }
