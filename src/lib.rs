@@ -7,12 +7,14 @@
 //! - [`window`]: run windows, catch-up and gaps; pure.
 //! - [`alert`]: Kibana-shaped alerts and their ids; pure.
 //! - [`config`]: the layered configuration.
+//! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod correlate;
 pub mod eql;
 pub mod event;
 pub mod rule;
