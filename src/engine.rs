@@ -1,0 +1,555 @@
+//! The detection engine: a [`Rule`] compiled for evaluation, and a [`Correlator`] that turns a
+//! stream of hits into detections. Pure; `replay` and the detection job share it, so an
+//! offline replay and a run against a cluster decide alike.
+//!
+//! Per hit: read the timestamp (the ordinal), evaluate each stage's filter (and `until`'s),
+//! extract the join keys of the stages it matches, and push it into the sequence
+//! [`Matcher`]. A hit the engine cannot read (no timestamp, a key or a value of a shape ES
+//! would refuse) is counted and skipped with its id, never a failure of the run.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::correlate::{
+    Candidate, KeyValue, MatchError, MatchStats, Matcher, Ordinal, SequenceSpec, SpecError,
+    StageMatch, StageSpec, TieBreaker,
+};
+use crate::eql::ast;
+use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
+use crate::eql::pushdown;
+use crate::eql::value::{indexed_value, FieldTypes, Val};
+use crate::event::{event_timestamp, field_values, TimestampError};
+use crate::rule::Rule;
+
+/// A search hit: where the document lives and its `_source`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Concrete index the document was read from.
+    pub index: Arc<str>,
+    /// Document id.
+    pub id: Arc<str>,
+    /// The document (possibly filtered to the fields the rule needs).
+    pub source: Value,
+}
+
+/// What a detection keeps of each event: enough to name it and to order it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    /// Concrete index.
+    pub index: Arc<str>,
+    /// Document id.
+    pub id: Arc<str>,
+    /// The event time used for ordering, epoch nanoseconds.
+    pub timestamp_ns: i64,
+}
+
+/// A sequence (or, for an event query, a single event) the rule detected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// The join-key tuple of a sequence; empty for an event query.
+    pub join_keys: Vec<KeyValue>,
+    /// The events in stage order; `None` stands for a missing-event stage.
+    pub events: Vec<Option<EventRef>>,
+}
+
+impl Detection {
+    /// The events that exist (missing-event placeholders left out), in stage order.
+    pub fn present_events(&self) -> impl Iterator<Item = &EventRef> {
+        self.events.iter().flatten()
+    }
+
+    /// Time of the first and last present events, epoch nanoseconds.
+    pub fn span_ns(&self) -> (i64, i64) {
+        let mut it = self.present_events().map(|e| e.timestamp_ns);
+        let first = it.next().unwrap_or(0);
+        let last = it.last().unwrap_or(first);
+        (first, last)
+    }
+}
+
+/// Why a rule cannot be run by the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The evaluator refused a filter (normally caught at rule load).
+    #[error("rule {rule:?}: {error}")]
+    Compile {
+        /// Rule name.
+        rule: String,
+        /// The refusal.
+        error: CompileError,
+    },
+    /// The sequence has a shape the matcher (like ES) refuses.
+    #[error("rule {rule:?}: {error}")]
+    Spec {
+        /// Rule name.
+        rule: String,
+        /// The refusal.
+        error: SpecError,
+    },
+}
+
+/// A hit the engine skipped, with the reason. Displays the document it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{index}/{id}: {reason}")]
+pub struct BadEvent {
+    /// Index of the document.
+    pub index: String,
+    /// Id of the document.
+    pub id: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A stream the engine cannot correlate (the caller's ordering broke).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CorrelateError(#[from] MatchError);
+
+/// How a rule's fields are typed and ordered.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Mapping types of the source indices (from the templates or `_field_caps`).
+    pub field_types: FieldTypes,
+    /// Keep nanosecond timestamps (a `date_nanos` timestamp field). Otherwise timestamps are
+    /// truncated to milliseconds, as Elasticsearch stores a `date`, so ties fall to the
+    /// implicit tiebreaker exactly as they do in ES.
+    pub timestamp_nanos: bool,
+}
+
+struct StageFilter {
+    filter: CompiledFilter,
+    keys: Vec<ast::KeyField>,
+}
+
+enum Shape {
+    Event(StageFilter),
+    Sequence {
+        stages: Vec<StageFilter>,
+        until: Option<StageFilter>,
+        spec: SequenceSpec,
+    },
+}
+
+/// A rule ready to evaluate hits.
+pub struct CompiledRule {
+    name: String,
+    shape: Shape,
+    opts: EngineOptions,
+    eval: EvalOptions,
+    timestamp_field: String,
+    tiebreaker_field: Option<String>,
+}
+
+impl CompiledRule {
+    /// Compiles every filter of the rule.
+    pub fn compile(rule: &Rule, opts: EngineOptions) -> Result<CompiledRule, EngineError> {
+        let eval = EvalOptions {
+            event_category_field: rule
+                .event_category_override
+                .clone()
+                .unwrap_or_else(|| "event.category".into()),
+            field_types: opts.field_types.clone(),
+        };
+        let compile = |f: &ast::EventFilter, keys: &[ast::KeyField]| {
+            CompiledFilter::compile(f, &eval)
+                .map(|filter| StageFilter {
+                    filter,
+                    keys: keys.to_vec(),
+                })
+                .map_err(|error| EngineError::Compile {
+                    rule: rule.name.clone(),
+                    error,
+                })
+        };
+        let shape = match &rule.query {
+            ast::Query::Event(f) => Shape::Event(compile(f, &[])?),
+            ast::Query::Sequence(seq) => {
+                let stages = seq
+                    .stages
+                    .iter()
+                    .map(|s| compile(&s.filter, &s.keys))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let until = seq
+                    .until
+                    .as_ref()
+                    .map(|s| compile(&s.filter, &s.keys))
+                    .transpose()?;
+                let spec = SequenceSpec {
+                    stages: seq
+                        .stages
+                        .iter()
+                        .map(|s| StageSpec { missing: s.missing })
+                        .collect(),
+                    maxspan_ns: seq
+                        .maxspan_ms
+                        .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000),
+                    has_until: seq.until.is_some(),
+                };
+                // Validate the shape now, not at the first hit.
+                Matcher::<()>::new(spec.clone(), 1).map_err(|error| EngineError::Spec {
+                    rule: rule.name.clone(),
+                    error,
+                })?;
+                Shape::Sequence {
+                    stages,
+                    until,
+                    spec,
+                }
+            }
+        };
+        Ok(CompiledRule {
+            name: rule.name.clone(),
+            shape,
+            opts,
+            eval,
+            timestamp_field: rule
+                .timestamp_override
+                .clone()
+                .unwrap_or_else(|| "@timestamp".into()),
+            tiebreaker_field: rule.tiebreaker_field.clone(),
+        })
+    }
+
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The field events are ordered and windowed by.
+    pub fn timestamp_field(&self) -> &str {
+        &self.timestamp_field
+    }
+
+    /// The explicit tiebreaker field, if the rule has one.
+    pub fn tiebreaker_field(&self) -> Option<&str> {
+        self.tiebreaker_field.as_deref()
+    }
+
+    /// True for a sequence rule.
+    pub fn is_sequence(&self) -> bool {
+        matches!(self.shape, Shape::Sequence { .. })
+    }
+
+    /// The search body parts that fetch every event the rule needs over `[from, to]` (ISO
+    /// timestamps, both inclusive): the query and the `_source` includes.
+    pub fn fetch_query(
+        &self,
+        rule: &Rule,
+        from: &str,
+        to: &str,
+    ) -> Result<pushdown::FetchQuery, CompileError> {
+        let opts = pushdown::FetchOptions {
+            timestamp_field: self.timestamp_field.clone(),
+            tiebreaker_field: self.tiebreaker_field.clone(),
+            eval: self.eval.clone(),
+        };
+        match &rule.query {
+            ast::Query::Sequence(seq) => pushdown::fetch_query(seq, &opts, from, to),
+            ast::Query::Event(f) => {
+                let compiled = CompiledFilter::compile(f, &self.eval)?;
+                let pushed = pushdown::filter_query(&compiled);
+                let mut includes = compiled.referenced_fields();
+                includes.push(self.timestamp_field.clone());
+                includes.push(self.eval.event_category_field.clone());
+                includes.extend(self.tiebreaker_field.iter().cloned());
+                includes.sort();
+                includes.dedup();
+                let range = json!({"range": {self.timestamp_field.as_str(): {
+                    "gte": from, "lte": to, "format": "strict_date_optional_time"}}});
+                Ok(pushdown::FetchQuery {
+                    query: json!({"bool": {"filter": [range, pushed.query]}}),
+                    source_includes: includes,
+                    stages_exact: vec![pushed.exact],
+                })
+            }
+        }
+    }
+
+    /// The sort that gives Elasticsearch EQL's event order: timestamp, tiebreaker (missing
+    /// last), then `_shard_doc` (the implicit tiebreaker of a point in time).
+    pub fn sort(&self) -> Value {
+        let mut sort = vec![
+            json!({self.timestamp_field.as_str(): {"order": "asc", "numeric_type": "date_nanos", "format": "strict_date_optional_time_nanos"}}),
+        ];
+        if let Some(t) = &self.tiebreaker_field {
+            sort.push(json!({t.as_str(): {"order": "asc", "missing": "_last"}}));
+        }
+        sort.push(json!({"_shard_doc": "asc"}));
+        Value::Array(sort)
+    }
+
+    /// A correlator keeping at most `max_detections` (the latest).
+    pub fn correlator(&self, max_detections: usize) -> Correlator<'_> {
+        let state = match &self.shape {
+            Shape::Event(_) => State::Events(VecDeque::new()),
+            Shape::Sequence { spec, .. } => State::Sequence(Box::new(
+                // The spec was validated at compile time; a zero cap is the only other refusal.
+                Matcher::new(spec.clone(), max_detections.max(1)).expect("validated at compile"),
+            )),
+        };
+        Correlator {
+            rule: self,
+            state,
+            max: max_detections.max(1),
+            implicit: 0,
+            stats: CorrelationStats::default(),
+        }
+    }
+
+    fn timestamp_ns(&self, hit: &Hit) -> Result<i64, String> {
+        let ns = event_timestamp(&hit.source, &self.timestamp_field)
+            .map_err(|e: TimestampError| e.to_string())?;
+        Ok(if self.opts.timestamp_nanos {
+            ns
+        } else {
+            ns.div_euclid(1_000_000) * 1_000_000
+        })
+    }
+
+    fn tiebreaker(&self, hit: &Hit) -> Result<Option<TieBreaker>, String> {
+        let Some(field) = &self.tiebreaker_field else {
+            return Ok(None);
+        };
+        let mut values = field_values(&hit.source, field);
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(format!("tiebreaker field {field} has several values"));
+        }
+        match indexed_value(first, self.opts.field_types.get(field)) {
+            Some(Val::Int(i)) => Ok(Some(TieBreaker::Int(i64::from(i)))),
+            Some(Val::Long(i)) | Some(Val::Date(i)) => Ok(Some(TieBreaker::Int(i))),
+            Some(Val::Double(d)) => Ok(Some(TieBreaker::Float(d))),
+            Some(Val::Str(s)) => Ok(Some(TieBreaker::Str(Arc::from(s.as_ref())))),
+            Some(Val::Bool(_)) | Some(Val::Null) | None => Err(format!(
+                "tiebreaker field {field} holds a value that cannot order events"
+            )),
+        }
+    }
+
+    /// The join-key values of `hit` for `keys`, one list per key field, or `None` when a
+    /// mandatory key has no value (ES's `exists` filter on join keys drops such events).
+    fn key_fields(&self, hit: &Hit, keys: &[ast::KeyField]) -> Option<Vec<Vec<KeyValue>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let ty = self.opts.field_types.get(&key.field.path);
+            let mut values: Vec<KeyValue> = Vec::new();
+            for v in field_values(&hit.source, &key.field.path) {
+                let kv = match indexed_value(v, ty) {
+                    Some(Val::Str(s)) => KeyValue::Str(Arc::from(s.as_ref())),
+                    Some(Val::Int(i)) => KeyValue::Int(i64::from(i)),
+                    Some(Val::Long(i)) | Some(Val::Date(i)) => KeyValue::Int(i),
+                    Some(Val::Double(d)) => KeyValue::float(d),
+                    Some(Val::Bool(b)) => KeyValue::Bool(b),
+                    Some(Val::Null) | None => continue,
+                };
+                // Keyword doc values are a set: one value once (ES reads keys from doc values).
+                if !values.contains(&kv) {
+                    values.push(kv);
+                }
+            }
+            if values.is_empty() {
+                if !key.optional {
+                    return None;
+                }
+                values.push(KeyValue::Null);
+            }
+            out.push(values);
+        }
+        Some(out)
+    }
+}
+
+/// Counts of what the correlator saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorrelationStats {
+    /// Hits pushed.
+    pub hits: u64,
+    /// Hits that matched at least one stage (or the event query, or `until`).
+    pub candidates: u64,
+    /// Hits skipped as unreadable.
+    pub bad_events: u64,
+    /// The first few of those, naming each document.
+    pub bad_event_samples: Vec<BadEvent>,
+    /// Detections found before the cap.
+    pub detections: u64,
+    /// Detections dropped by the cap (the oldest).
+    pub dropped_by_cap: u64,
+}
+
+/// How many bad events are named individually in the stats.
+pub const BAD_EVENT_SAMPLES: usize = 20;
+
+enum State {
+    Events(VecDeque<EventRef>),
+    Sequence(Box<Matcher<EventRef>>),
+}
+
+/// Correlates one stream of hits, sorted the way [`CompiledRule::sort`] sorts them.
+pub struct Correlator<'r> {
+    rule: &'r CompiledRule,
+    state: State,
+    max: usize,
+    implicit: u64,
+    stats: CorrelationStats,
+}
+
+/// What a finished correlation found.
+#[derive(Debug, Clone)]
+pub struct Correlation {
+    /// The latest detections (at most the cap), ascending by their last event.
+    pub detections: Vec<Detection>,
+    /// Counters.
+    pub stats: CorrelationStats,
+    /// The matcher's own counters (sequence rules).
+    pub matcher: Option<MatchStats>,
+}
+
+impl Correlator<'_> {
+    /// Pushes the next hit. Hits must come in the rule's order; ties on timestamp (and
+    /// tiebreaker) keep their arrival order, which stands in for `_shard_doc`.
+    pub fn push(&mut self, hit: &Hit) -> Result<(), CorrelateError> {
+        self.stats.hits += 1;
+        let implicit = self.implicit;
+        self.implicit += 1;
+        match self.candidate(hit, implicit) {
+            Ok(None) => Ok(()),
+            Ok(Some((ordinal, stages, until))) => {
+                self.stats.candidates += 1;
+                let event = EventRef {
+                    index: hit.index.clone(),
+                    id: hit.id.clone(),
+                    timestamp_ns: ordinal.timestamp_ns,
+                };
+                match &mut self.state {
+                    State::Events(kept) => {
+                        self.stats.detections += 1;
+                        if kept.len() == self.max {
+                            kept.pop_front();
+                            self.stats.dropped_by_cap += 1;
+                        }
+                        kept.push_back(event);
+                        Ok(())
+                    }
+                    State::Sequence(m) => {
+                        m.push(Candidate {
+                            ordinal,
+                            payload: event,
+                            stages,
+                            until,
+                        })?;
+                        Ok(())
+                    }
+                }
+            }
+            Err(reason) => {
+                self.stats.bad_events += 1;
+                if self.stats.bad_event_samples.len() < BAD_EVENT_SAMPLES {
+                    self.stats.bad_event_samples.push(BadEvent {
+                        index: hit.index.to_string(),
+                        id: hit.id.to_string(),
+                        reason,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Evaluates a hit: `None` when it is no candidate.
+    #[allow(clippy::type_complexity)]
+    fn candidate(
+        &self,
+        hit: &Hit,
+        implicit: u64,
+    ) -> Result<Option<(Ordinal, Vec<StageMatch>, Option<Vec<Vec<KeyValue>>>)>, String> {
+        if !hit.source.is_object() {
+            return Err("_source is not a JSON object".into());
+        }
+        let rule = self.rule;
+        let eval = |f: &CompiledFilter| f.try_matches(&hit.source).map_err(|e| e.to_string());
+        let (stages, until) = match &rule.shape {
+            Shape::Event(f) => {
+                if !eval(&f.filter)? {
+                    return Ok(None);
+                }
+                (Vec::new(), None)
+            }
+            Shape::Sequence { stages, until, .. } => {
+                let mut matched = Vec::new();
+                for (i, s) in stages.iter().enumerate() {
+                    if eval(&s.filter)? {
+                        if let Some(key_fields) = rule.key_fields(hit, &s.keys) {
+                            matched.push(StageMatch {
+                                stage: i,
+                                key_fields,
+                            });
+                        }
+                    }
+                }
+                let until_keys = match until {
+                    Some(u) if eval(&u.filter)? => rule.key_fields(hit, &u.keys),
+                    _ => None,
+                };
+                if matched.is_empty() && until_keys.is_none() {
+                    return Ok(None);
+                }
+                (matched, until_keys)
+            }
+        };
+        let ts = rule.timestamp_ns(hit)?;
+        let ordinal = match rule.tiebreaker(hit)? {
+            Some(t) => Ordinal::with_tiebreaker(ts, t, implicit),
+            None => Ordinal::new(ts, implicit),
+        };
+        Ok(Some((ordinal, stages, until)))
+    }
+
+    /// Ends the stream and returns the detections.
+    pub fn finish(self) -> Correlation {
+        let mut stats = self.stats;
+        match self.state {
+            State::Events(kept) => Correlation {
+                detections: kept
+                    .into_iter()
+                    .map(|e| Detection {
+                        join_keys: Vec::new(),
+                        events: vec![Some(e)],
+                    })
+                    .collect(),
+                stats,
+                matcher: None,
+            },
+            State::Sequence(m) => {
+                let outcome = m.finish();
+                stats.detections = outcome.stats.completed;
+                stats.dropped_by_cap = outcome.stats.dropped_by_cap;
+                Correlation {
+                    detections: outcome
+                        .sequences
+                        .into_iter()
+                        .map(|s| Detection {
+                            join_keys: s.join_keys,
+                            events: s.events,
+                        })
+                        .collect(),
+                    stats,
+                    matcher: Some(outcome.stats),
+                }
+            }
+        }
+    }
+}
+
+/// Sorts hits for offline correlation: by timestamp (and tiebreaker), ties in input order.
+/// Hits whose timestamp cannot be read sort first; the correlator then counts them as bad.
+pub fn sort_for_replay(rule: &CompiledRule, hits: &mut [Hit]) {
+    // A stable sort keeps input order among equal keys; `None` tiebreakers sort last.
+    hits.sort_by_cached_key(|h| {
+        let tb = rule.tiebreaker(h).ok().flatten();
+        (rule.timestamp_ns(h).unwrap_or(i64::MIN), tb.is_none(), tb)
+    });
+}
