@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
+//! - [`generate`]: deterministic synthetic process events with ground truth.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod app;
 pub mod cli;
 pub mod eql;
+pub mod generate;
