@@ -492,9 +492,19 @@ impl Iterator for Generator {
                 self.truth.push_back(rec);
             }
             self.summary.max_open_trees = self.summary.max_open_trees.max(self.trees.open_len());
-            *self.summary.events_per_index.entry(index.to_string()).or_default() += 1;
-            *self.summary.events_per_action.entry(ev.action.as_str().to_string()).or_default() += 1;
+            bump(&mut self.summary.events_per_index, index);
+            bump(&mut self.summary.events_per_action, ev.action.as_str());
             return Some(GeneratedHit { index, id, timestamp_ms: ev.ts_ms, source });
+        }
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    // Look up by &str first so the hot path allocates nothing.
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
         }
     }
 }

@@ -565,7 +565,7 @@ impl Ctx<'_> {
 
     /// Reports an already-running process as FDR `SyntheticProcessRollup2` (sensor start-up
     /// inventory); on Defend hosts nothing is emitted.
-    pub(crate) fn synthetic_inventory(&mut self, at: i64, p: &Proc) {
+    pub(crate) fn synthetic_inventory(&mut self, at: i64, p: &Proc, parent: &Proc) {
         if self.host.sensor != Sensor::CrowdStrike {
             return;
         }
@@ -575,9 +575,9 @@ impl Ctx<'_> {
             host: self.host_index,
             action: Action::SyntheticProcessRollup2,
             process: p.clone(),
-            parent: None,
+            parent: Some(parent.clone()),
             previous: None,
-            parent_name_known: false,
+            parent_name_known: true,
             cs_lag_ms: lag,
             exit_code: 0,
             marks: Vec::new(),

@@ -63,7 +63,6 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
         .kv("type", "logs")
         .end_obj();
     w.obj("ecs").kv("version", "8.10.0").end_obj();
-    w.obj("elastic").obj("agent").kv("id", &host.agent_id).end_obj().end_obj();
     w.obj("event");
     w.kv("action", ev.action.as_str());
     w.key("category").strs(&["process"]);
@@ -76,7 +75,7 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     w.key("type").strs(&[ev.action.event_type()]);
     w.end_obj();
     w.obj("group")
-        .kv("id", &p.user.id.to_string())
+        .key("id").int_str(i64::from(p.user.id))
         .kv("name", p.user.name)
         .end_obj();
     host_block(&mut w, host, true);
@@ -96,7 +95,7 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     w.ki("pid", i64::from(p.pid));
     w.key("start").time(p.start_ms);
     w.kv("working_directory", &p.cwd);
-    w.obj("user").kv("id", &p.user.id.to_string()).kv("name", p.user.name).end_obj();
+    w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
     if let Some(parent) = &ev.parent {
         w.obj("parent");
         w.key("args").strs(&parent.image.args);
@@ -129,7 +128,7 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
         }
     }
     w.end_obj();
-    w.obj("user").kv("id", &p.user.id.to_string()).kv("name", p.user.name).end_obj();
+    w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
     w.end_obj();
     w.finish()
 }
@@ -191,8 +190,8 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
         _ => "ProcessRollup2LinV12",
     });
     if is_start {
-        w.kv("RUID", &p.user.id.to_string());
-        w.kv("RGID", &p.user.id.to_string());
+        w.key("RUID").int_str(i64::from(p.user.id));
+        w.key("RGID").int_str(i64::from(p.user.id));
         if let Some(parent) = &ev.parent {
             w.kv("SourceProcessId", &parent.entity_id);
         }
@@ -270,8 +269,8 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     }
     w.end_obj();
     if is_start {
-        w.obj("related").key("user").strs(&[p.user.name, &p.user.id.to_string()]).end_obj();
-        w.obj("user").kv("id", &p.user.id.to_string()).kv("name", p.user.name).end_obj();
+        w.obj("related").key("user").begin_arr().str(p.user.name).int_str(i64::from(p.user.id)).end_arr().end_obj();
+        w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
     }
     w.end_obj();
     w.finish()

@@ -293,12 +293,10 @@ impl Ctx<'_> {
         init
     }
 
-    /// Registers a tree plan, turning an expected plan on a macOS host into a near-miss.
+    /// Registers a tree plan. On a macOS host every plan becomes the `macos` near-miss: the
+    /// OS condition fails first, whatever else the tree does.
     fn register(&mut self, kind: TreeKind, plan: Plan, note: Option<&'static str>, single: bool) -> u64 {
-        let plan = match plan {
-            Plan::Expected if self.host.os == Os::Macos => Plan::NearMiss(NearMiss::Macos),
-            other => other,
-        };
+        let plan = if self.host.os == Os::Macos { Plan::NearMiss(NearMiss::Macos) } else { plan };
         self.trees.register(kind, plan, note, single)
     }
 
@@ -503,7 +501,9 @@ impl Ctx<'_> {
             Noise::Inventory => {
                 let candidates = [self.host.sshd.clone(), self.host.cron.clone(), self.host.node_server.clone()];
                 if let Some(p) = self.rng.pick(&candidates).clone() {
-                    self.synthetic_inventory(s, &p);
+                    // All three were started by init (see `populate`).
+                    let init = self.init();
+                    self.synthetic_inventory(s, &p, &init);
                 }
             }
             Noise::NearCase => {

@@ -14,13 +14,61 @@ pub(crate) fn rfc3339_ms(ms: i64, out: &mut String) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    );
+    if (0..=9999).contains(&y) {
+        // Hot path: push digits directly (format machinery is slow for ~10 fields per event).
+        push_digits(out, y as u32, 4);
+        out.push('-');
+        push_digits(out, m, 2);
+        out.push('-');
+        push_digits(out, d, 2);
+        out.push('T');
+        push_digits(out, (sod / 3600) as u32, 2);
+        out.push(':');
+        push_digits(out, ((sod / 60) % 60) as u32, 2);
+        out.push(':');
+        push_digits(out, (sod % 60) as u32, 2);
+        out.push('.');
+        push_digits(out, milli as u32, 3);
+        out.push('Z');
+    } else {
+        let _ = write!(
+            out,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        );
+    }
+}
+
+/// Appends `v` as exactly `width` decimal digits (zero-padded; `v` must fit).
+fn push_digits(out: &mut String, v: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push(char::from(b'0' + ((v / div) % 10) as u8));
+        div /= 10;
+    }
+}
+
+/// Appends a signed integer in decimal without going through `fmt`.
+pub(crate) fn push_int(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for b in &buf[i..] {
+        out.push(char::from(*b));
+    }
 }
 
 /// Same as [`rfc3339_ms`], returning a new string.
@@ -244,6 +292,16 @@ impl JsonWriter {
         self
     }
 
+    /// Writes an integer as a JSON string (ECS keeps ids such as `user.id` as keywords).
+    pub(crate) fn int_str(&mut self, v: i64) -> &mut Self {
+        self.before_value();
+        self.buf.push('"');
+        push_int(&mut self.buf, v);
+        self.buf.push('"');
+        self.need_comma = true;
+        self
+    }
+
     /// Writes a string value.
     pub(crate) fn str(&mut self, v: &str) -> &mut Self {
         self.before_value();
@@ -255,7 +313,7 @@ impl JsonWriter {
     /// Writes an integer value.
     pub(crate) fn int(&mut self, v: i64) -> &mut Self {
         self.before_value();
-        let _ = write!(self.buf, "{v}");
+        push_int(&mut self.buf, v);
         self.need_comma = true;
         self
     }
@@ -313,6 +371,11 @@ mod tests {
         assert_eq!(rfc3339_ms_string(1_760_406_074_201), "2025-10-14T01:41:14.201Z");
         assert_eq!(rfc3339_ms_string(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339_ms_string(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms_string(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+        let mut s = String::new();
+        push_int(&mut s, i64::MIN);
+        push_int(&mut s, 0);
+        assert_eq!(s, "-92233720368547758080");
     }
 
     #[test]
