@@ -28,8 +28,12 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
         );
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let (from_ms, to_ms) =
-        gen::resolve_range(args.from.as_deref(), args.to.as_deref(), &args.duration, now_ms)?;
+    let (from_ms, to_ms) = gen::resolve_range(
+        args.from.as_deref(),
+        args.to.as_deref(),
+        &args.duration,
+        now_ms,
+    )?;
     let spec = GenerateSpec {
         hosts: args.hosts,
         rate: args.rate,
@@ -44,17 +48,26 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
     let mut events: Box<dyn Write> = match &args.out {
         Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
-            std::fs::File::create(path).with_context(|| format!("cannot create --out {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create --out {}", path.display()))?,
         )),
-        _ => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+        _ => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        )),
     };
     let mut truth: Option<Box<dyn Write>> = match &args.truth {
         Some(path) => Some(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create --truth {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create --truth {}", path.display()))?,
         ))),
         None => None,
     };
-    gen::write_streams(&mut generator, &mut events, truth.as_deref_mut().map(|w| w as &mut dyn Write))?;
+    gen::write_streams(
+        &mut generator,
+        &mut events,
+        truth.as_deref_mut().map(|w| w as &mut dyn Write),
+    )?;
     eprintln!("{}", generator.summary());
     Ok(ExitCode::SUCCESS)
 }

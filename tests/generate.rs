@@ -48,9 +48,14 @@ fn parse_events(bytes: &[u8]) -> Vec<Doc> {
     text.lines()
         .enumerate()
         .map(|(n, line)| {
-            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
-            let ts_text = v["_source"]["@timestamp"].as_str().expect("@timestamp string");
-            let ts = chrono::DateTime::parse_from_rfc3339(ts_text).expect("RFC 3339").timestamp_millis();
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", n + 1));
+            let ts_text = v["_source"]["@timestamp"]
+                .as_str()
+                .expect("@timestamp string");
+            let ts = chrono::DateTime::parse_from_rfc3339(ts_text)
+                .expect("RFC 3339")
+                .timestamp_millis();
             Doc {
                 index: v["_index"].as_str().expect("_index").to_string(),
                 id: v["_id"].as_str().expect("_id").to_string(),
@@ -90,7 +95,10 @@ fn key(v: &Value, path: &str) -> Option<String> {
     match get(v, path)? {
         Value::String(s) => Some(s.clone()),
         Value::Array(items) => {
-            assert!(items.len() <= 1, "multi-valued join key {path} is not generated");
+            assert!(
+                items.len() <= 1,
+                "multi-valued join key {path} is not generated"
+            );
             items.first().and_then(|x| x.as_str()).map(str::to_string)
         }
         Value::Null => None,
@@ -167,7 +175,11 @@ fn assert_no_equal_ms_ties(docs: &[Doc]) {
     for d in docs {
         if let Some(k) = stage1_key(&d.src) {
             let tie = s0.get(&k).is_some_and(|set| set.contains(&d.ts));
-            assert!(!tie, "stage-1 {} ties a stage-0 with key {k:?} at {}", d.id, d.ts);
+            assert!(
+                !tie,
+                "stage-1 {} ties a stage-0 with key {k:?} at {}",
+                d.id, d.ts
+            );
         }
     }
 }
@@ -177,10 +189,19 @@ fn same_seed_gives_identical_bytes_and_other_seeds_differ() {
     let (a_ev, a_tr, _) = run(spec(42, 10));
     let (b_ev, b_tr, _) = run(spec(42, 10));
     assert!(!a_ev.is_empty() && !a_tr.is_empty());
-    assert!(a_ev == b_ev, "events differ between two runs with the same seed");
-    assert!(a_tr == b_tr, "truth differs between two runs with the same seed");
+    assert!(
+        a_ev == b_ev,
+        "events differ between two runs with the same seed"
+    );
+    assert!(
+        a_tr == b_tr,
+        "truth differs between two runs with the same seed"
+    );
     let (c_ev, c_tr, _) = run(spec(43, 10));
-    assert!(a_ev != c_ev && a_tr != c_tr, "a different seed must give a different stream");
+    assert!(
+        a_ev != c_ev && a_tr != c_tr,
+        "a different seed must give a different stream"
+    );
 }
 
 #[test]
@@ -191,20 +212,44 @@ fn cli_writes_the_same_files_twice_and_refuses_load() {
         let out = dir.path().join(format!("ev{round}.ndjson"));
         let truth = dir.path().join(format!("truth{round}.ndjson"));
         let cli = seqwatch::cli::Cli::parse_from([
-            "seqwatch", "generate", "--hosts", "5", "--rate", "15", "--from", "2025-11-24T10:00:00Z",
-            "--duration", "5m", "--seed", "11", "--installs-per-host-hour", "60",
-            "--out", out.to_str().expect("utf-8 path"), "--truth", truth.to_str().expect("utf-8 path"),
+            "seqwatch",
+            "generate",
+            "--hosts",
+            "5",
+            "--rate",
+            "15",
+            "--from",
+            "2025-11-24T10:00:00Z",
+            "--duration",
+            "5m",
+            "--seed",
+            "11",
+            "--installs-per-host-hour",
+            "60",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--truth",
+            truth.to_str().expect("utf-8 path"),
         ]);
         let code = seqwatch::app::main(cli).expect("generate succeeds");
         assert_eq!(code, std::process::ExitCode::SUCCESS);
-        outputs.push((std::fs::read(&out).expect("events"), std::fs::read(&truth).expect("truth")));
+        outputs.push((
+            std::fs::read(&out).expect("events"),
+            std::fs::read(&truth).expect("truth"),
+        ));
     }
     assert!(!outputs[0].0.is_empty());
-    assert!(outputs[0] == outputs[1], "CLI output must be byte-identical for the same arguments");
+    assert!(
+        outputs[0] == outputs[1],
+        "CLI output must be byte-identical for the same arguments"
+    );
     let docs = parse_events(&outputs[0].0);
-    assert!(docs.iter().all(|d| d.ts >= FROM_MS && d.ts < FROM_MS + 5 * 60_000));
+    assert!(docs
+        .iter()
+        .all(|d| d.ts >= FROM_MS && d.ts < FROM_MS + 5 * 60_000));
 
-    let cli = seqwatch::cli::Cli::parse_from(["seqwatch", "generate", "--load", "--duration", "1m"]);
+    let cli =
+        seqwatch::cli::Cli::parse_from(["seqwatch", "generate", "--load", "--duration", "1m"]);
     let err = seqwatch::app::main(cli).expect_err("--load is not wired");
     assert!(err.to_string().contains("not wired yet"), "{err}");
 
@@ -223,9 +268,15 @@ fn background_volume_is_near_the_requested_rate() {
     let want = s.rate * 40.0 * 60.0;
     let ratio = n / want;
     eprintln!("background events: {n} for {want} requested (ratio {ratio:.3})");
-    assert!((0.95..=1.05).contains(&ratio), "got {n} events, wanted about {want}");
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "got {n} events, wanted about {want}"
+    );
     assert!(g.summary().install_trees.is_empty());
-    assert!(g.summary().planted.is_empty(), "noise alone must plant no expected sequence");
+    assert!(
+        g.summary().planted.is_empty(),
+        "noise alone must plant no expected sequence"
+    );
 
     // Install trees add on top of the background, at about the requested rate per host-hour.
     let mut s2 = spec(5, 60);
@@ -233,7 +284,10 @@ fn background_volume_is_near_the_requested_rate() {
     let mut g2 = Generator::new(s2).expect("valid");
     g2.by_ref().for_each(drop);
     let trees: u64 = g2.summary().install_trees.values().sum();
-    assert!((150..=250).contains(&trees), "10 hosts x 20/h x 1 h gave {trees} trees");
+    assert!(
+        (150..=250).contains(&trees),
+        "10 hosts x 20/h x 1 h gave {trees} trees"
+    );
 }
 
 #[test]
@@ -246,18 +300,26 @@ fn events_are_in_time_order_inside_the_range_with_rising_sequences() {
     for h in &hits {
         assert!(h.timestamp_ms >= last, "out of order at {}", h.id);
         last = h.timestamp_ms;
-        assert!(h.timestamp_ms >= s.from_ms && h.timestamp_ms < s.to_ms, "{} outside range", h.id);
+        assert!(
+            h.timestamp_ms >= s.from_ms && h.timestamp_ms < s.to_ms,
+            "{} outside range",
+            h.id
+        );
         let v = h.source_value().expect("source is JSON");
         let ts = v["@timestamp"].as_str().expect("@timestamp");
         assert_eq!(ts.len(), 24, "millisecond precision with Z: {ts}");
         assert!(ts.ends_with('Z'));
         assert_eq!(
-            chrono::DateTime::parse_from_rfc3339(ts).expect("RFC 3339").timestamp_millis(),
+            chrono::DateTime::parse_from_rfc3339(ts)
+                .expect("RFC 3339")
+                .timestamp_millis(),
             h.timestamp_ms
         );
         if h.index == DEFEND_INDEX {
             let host = v["host"]["id"].as_str().expect("host.id").to_string();
-            let seq = v["event"]["sequence"].as_i64().expect("event.sequence is a long");
+            let seq = v["event"]["sequence"]
+                .as_i64()
+                .expect("event.sequence is a long");
             if let Some(prev) = seq_by_host.insert(host, seq) {
                 assert!(seq > prev, "event.sequence must rise per host");
             }
@@ -275,7 +337,10 @@ fn both_document_kinds_have_the_expected_shape() {
     let mut hosts: HashMap<String, (String, String)> = HashMap::new();
     for d in &docs {
         let v = &d.src;
-        let action = v["event"]["action"].as_str().expect("event.action").to_string();
+        let action = v["event"]["action"]
+            .as_str()
+            .expect("event.action")
+            .to_string();
         actions.insert(action.clone());
         assert_eq!(v["event"]["category"], serde_json::json!(["process"]));
         assert_eq!(v["event"]["kind"], "event");
@@ -283,7 +348,10 @@ fn both_document_kinds_have_the_expected_shape() {
         let host_name = v["host"]["name"].as_str().expect("host.name").to_string();
         // A host is reported by exactly one sensor under one name.
         let prev = hosts.insert(host_id.clone(), (d.index.clone(), host_name.clone()));
-        assert!(prev.is_none_or(|p| p == (d.index.clone(), host_name)), "host {host_id} changed");
+        assert!(
+            prev.is_none_or(|p| p == (d.index.clone(), host_name)),
+            "host {host_id} changed"
+        );
         let start = v["event"]["type"] == serde_json::json!(["start"]);
         if d.index == DEFEND_INDEX {
             assert_eq!(d.id.len(), 20);
@@ -293,34 +361,70 @@ fn both_document_kinds_have_the_expected_shape() {
             assert_eq!(v["data_stream"]["dataset"], "endpoint.events.process");
             assert!(v["ecs"]["version"].is_string());
             assert!(v["event"]["sequence"].is_i64());
-            assert!(["fork", "exec", "end"].contains(&action.as_str()), "{action}");
+            assert!(
+                ["fork", "exec", "end"].contains(&action.as_str()),
+                "{action}"
+            );
             assert_eq!(start, action != "end");
-            for f in ["os.type", "os.family", "os.name", "os.kernel", "os.platform", "architecture", "hostname"] {
-                assert!(get(v, &format!("host.{f}")).is_some_and(Value::is_string), "host.{f}");
+            for f in [
+                "os.type",
+                "os.family",
+                "os.name",
+                "os.kernel",
+                "os.platform",
+                "architecture",
+                "hostname",
+            ] {
+                assert!(
+                    get(v, &format!("host.{f}")).is_some_and(Value::is_string),
+                    "host.{f}"
+                );
             }
             let p = &v["process"];
             let args = p["args"].as_array().expect("process.args array");
             assert_eq!(p["args_count"].as_u64(), Some(args.len() as u64));
-            let joined: Vec<&str> = args.iter().map(|a| a.as_str().expect("string arg")).collect();
+            let joined: Vec<&str> = args
+                .iter()
+                .map(|a| a.as_str().expect("string arg"))
+                .collect();
             assert_eq!(p["command_line"].as_str(), Some(joined.join(" ").as_str()));
             assert!(p["pid"].is_u64() && p["parent"]["pid"].is_u64());
-            for f in ["name", "executable", "entity_id", "working_directory", "parent.name", "parent.entity_id", "parent.executable"] {
+            for f in [
+                "name",
+                "executable",
+                "entity_id",
+                "working_directory",
+                "parent.name",
+                "parent.entity_id",
+                "parent.executable",
+            ] {
                 assert!(get(p, f).is_some_and(Value::is_string), "process.{f}");
             }
             assert!(p["Ext"]["ancestry"].is_array());
-            assert_eq!(p["Ext"]["ancestry"][0], p["parent"]["entity_id"], "ancestry starts at the parent");
+            assert_eq!(
+                p["Ext"]["ancestry"][0], p["parent"]["entity_id"],
+                "ancestry starts at the parent"
+            );
             // entity_id = base64("<agent.id>-<pid>-<seconds since 1601>.<fraction>").
             let decoded = decode_b64(p["entity_id"].as_str().expect("entity_id"));
             let agent = v["agent"]["id"].as_str().expect("agent.id");
-            let rest = decoded.strip_prefix(&format!("{agent}-")).expect("entity_id starts with agent.id");
+            let rest = decoded
+                .strip_prefix(&format!("{agent}-"))
+                .expect("entity_id starts with agent.id");
             let (pid, start_secs) = rest.split_once('-').expect("pid-start");
             assert_eq!(pid.parse::<u64>().ok(), p["pid"].as_u64());
             let (secs, frac) = start_secs.split_once('.').expect("fractional seconds");
             assert_eq!(frac.len(), 9);
             let secs: i64 = secs.parse().expect("seconds");
-            assert!((secs - 11_644_473_600) * 1000 <= d.ts, "start is before the event");
+            assert!(
+                (secs - 11_644_473_600) * 1000 <= d.ts,
+                "start is before the event"
+            );
             if action == "exec" {
-                assert!(p["previous"][0]["executable"].is_string(), "exec carries process.previous");
+                assert!(
+                    p["previous"][0]["executable"].is_string(),
+                    "exec carries process.previous"
+                );
             }
             if action == "end" {
                 assert!(p["exit_code"].is_i64() && p["end"].is_string());
@@ -333,38 +437,70 @@ fn both_document_kinds_have_the_expected_shape() {
             assert_eq!(v["data_stream"]["dataset"], "crowdstrike.fdr");
             assert_eq!(v["host"]["os"]["type"], "linux");
             assert!(v["host"]["os"]["platform"].is_string());
-            assert!(host_id.len() == 32 && host_id.bytes().all(|b| b.is_ascii_hexdigit()), "aid");
+            assert!(
+                host_id.len() == 32 && host_id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "aid"
+            );
             let id = v["event"]["id"].as_str().expect("event.id");
             let parts: Vec<&str> = id.split('|').collect();
             assert_eq!(parts.len(), 3, "event.id is id|aid|cid");
             assert_eq!(parts[1], host_id);
-            assert_eq!(parts[2], v["crowdstrike"]["cid"].as_str().expect("crowdstrike.cid"));
-            assert!(["ProcessRollup2", "SyntheticProcessRollup2", "TerminateProcess"].contains(&action.as_str()));
+            assert_eq!(
+                parts[2],
+                v["crowdstrike"]["cid"].as_str().expect("crowdstrike.cid")
+            );
+            assert!([
+                "ProcessRollup2",
+                "SyntheticProcessRollup2",
+                "TerminateProcess"
+            ]
+            .contains(&action.as_str()));
             assert_eq!(start, action != "TerminateProcess");
             let p = &v["process"];
             let eid = p["entity_id"].as_str().expect("entity_id");
-            assert!(eid.bytes().all(|b| b.is_ascii_digit()), "TargetProcessId is decimal");
+            assert!(
+                eid.bytes().all(|b| b.is_ascii_digit()),
+                "TargetProcessId is decimal"
+            );
             if start {
                 let line = p["command_line"].as_str().expect("command_line");
                 let args = p["args"].as_array().expect("args");
                 assert_eq!(p["args_count"].as_u64(), Some(args.len() as u64));
                 // Single quotes survive the Windows-style split (data-notes §4).
                 if line.contains(" -c '") {
-                    assert!(args.iter().any(|a| a.as_str().is_some_and(|s| s.starts_with('\''))), "{line}");
+                    assert!(
+                        args.iter()
+                            .any(|a| a.as_str().is_some_and(|s| s.starts_with('\''))),
+                        "{line}"
+                    );
                 }
                 let exe = p["executable"].as_str().expect("executable");
-                assert_eq!(p["name"].as_str(), exe.rsplit('/').next(), "name is the basename");
+                assert_eq!(
+                    p["name"].as_str(),
+                    exe.rsplit('/').next(),
+                    "name is the basename"
+                );
                 assert!(p["parent"]["entity_id"].is_string());
                 assert!(v["user"]["id"].is_string() && v["user"]["name"].is_string());
             }
         }
     }
-    for a in ["fork", "exec", "end", "ProcessRollup2", "SyntheticProcessRollup2", "TerminateProcess"] {
+    for a in [
+        "fork",
+        "exec",
+        "end",
+        "ProcessRollup2",
+        "SyntheticProcessRollup2",
+        "TerminateProcess",
+    ] {
         assert!(actions.contains(a), "no {a} events");
     }
     let fdr_hosts = hosts.values().filter(|(i, _)| i == FDR_INDEX).count();
     assert_eq!(hosts.len(), 10);
-    assert_eq!(fdr_hosts, 3, "the 70/30 mix gives 3 CrowdStrike hosts out of 10");
+    assert_eq!(
+        fdr_hosts, 3,
+        "the 70/30 mix gives 3 CrowdStrike hosts out of 10"
+    );
     // Defend's fork of `node npm install` keeps the npm image: name node, args with install,
     // parent node — every stage condition except the action. It must exist (and not match).
     assert!(docs.iter().any(|d| any_eq(&d.src, "event.action", "fork")
@@ -399,7 +535,10 @@ fn same_process_keeps_its_entity_id_from_fork_to_exec() {
     for d in docs.iter().filter(|d| d.index == DEFEND_INDEX) {
         let host = d.src["host"]["id"].as_str().expect("host.id").to_string();
         let pid = d.src["process"]["pid"].as_u64().expect("pid");
-        let eid = d.src["process"]["entity_id"].as_str().expect("eid").to_string();
+        let eid = d.src["process"]["entity_id"]
+            .as_str()
+            .expect("eid")
+            .to_string();
         match d.src["event"]["action"].as_str() {
             Some("fork") => {
                 fork_eid.insert((host, pid), eid);
@@ -431,14 +570,23 @@ fn truth_matches_a_brute_force_run_of_the_rule() {
 
     let found = brute_force(&docs);
     let expected: Vec<&TruthRecord> = truth.iter().filter(|r| r.expected).collect();
-    assert!(expected.len() > 300, "too few planted sequences: {}", expected.len());
-    let found_view: Vec<(Vec<String>, [&str; 2])> =
-        found.iter().map(|(k, a, b)| (k.clone(), [docs[*a].id.as_str(), docs[*b].id.as_str()])).collect();
+    assert!(
+        expected.len() > 300,
+        "too few planted sequences: {}",
+        expected.len()
+    );
+    let found_view: Vec<(Vec<String>, [&str; 2])> = found
+        .iter()
+        .map(|(k, a, b)| (k.clone(), [docs[*a].id.as_str(), docs[*b].id.as_str()]))
+        .collect();
     let truth_view: Vec<(Vec<String>, [&str; 2])> = expected
         .iter()
         .map(|r| {
             assert_eq!(r.events.len(), 2);
-            (r.join_keys.clone(), [r.events[0].id.as_str(), r.events[1].id.as_str()])
+            (
+                r.join_keys.clone(),
+                [r.events[0].id.as_str(), r.events[1].id.as_str()],
+            )
         })
         .collect();
     if found_view != truth_view {
@@ -461,37 +609,61 @@ fn truth_matches_a_brute_force_run_of_the_rule() {
         if let Some(n) = &r.note {
             *notes.entry(n.as_str()).or_default() += 1;
         }
-        let (a, b) = (by_id[r.events[0].id.as_str()], by_id[r.events[1].id.as_str()]);
+        let (a, b) = (
+            by_id[r.events[0].id.as_str()],
+            by_id[r.events[1].id.as_str()],
+        );
         assert_eq!(Some(b.ts - a.ts), r.delay_ms);
         assert_eq!(r.events[0].index, a.index);
-        assert_eq!(r.join_keys[0], a.src["host"]["id"].as_str().expect("host.id"));
+        assert_eq!(
+            r.join_keys[0],
+            a.src["host"]["id"].as_str().expect("host.id")
+        );
         assert_eq!(r.host, a.src["host"]["name"].as_str().expect("host.name"));
     }
     for k in ["benign", "shai-hulud-1", "shai-hulud-2"] {
-        assert!(kinds.get(k).copied().unwrap_or(0) > 5, "kind {k}: {kinds:?}");
+        assert!(
+            kinds.get(k).copied().unwrap_or(0) > 5,
+            "kind {k}: {kinds:?}"
+        );
     }
     assert!(
         expected.iter().any(|r| r.delay_ms == Some(10_000)),
         "the inclusive maxspan boundary (exactly 10.000 s) must be planted"
     );
-    assert!(notes.keys().any(|n| n.starts_with("husky")), "nested husky match missing: {notes:?}");
+    assert!(
+        notes.keys().any(|n| n.starts_with("husky")),
+        "nested husky match missing: {notes:?}"
+    );
     // On FDR one document is stage 2 of the outer npm and stage 1 of the nested one.
     let lasts: HashSet<&str> = expected.iter().map(|r| r.events[1].id.as_str()).collect();
     assert!(
-        expected.iter().any(|r| lasts.contains(r.events[0].id.as_str()) && r.events[0].index == FDR_INDEX),
+        expected
+            .iter()
+            .any(|r| lasts.contains(r.events[0].id.as_str()) && r.events[0].index == FDR_INDEX),
         "no event plays both roles"
     );
 
     // Near-misses: every kind is present, and each fails the rule for the reason it gives.
     let first_events: HashSet<usize> = found.iter().map(|(_, a, _)| *a).collect();
-    let pos: HashMap<&str, usize> = docs.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id.as_str(), i))
+        .collect();
     let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
     for r in truth.iter().filter(|r| !r.expected) {
         let code = r.near_miss.as_deref().expect("near_miss code");
-        assert!(r.why.as_deref().is_some_and(|w| !w.is_empty()), "near-miss without why");
+        assert!(
+            r.why.as_deref().is_some_and(|w| !w.is_empty()),
+            "near-miss without why"
+        );
         *codes.entry(code).or_default() += 1;
         let s0 = by_id[r.events[0].id.as_str()];
-        assert!(!first_events.contains(&pos[r.events[0].id.as_str()]), "near-miss {code} matched");
+        assert!(
+            !first_events.contains(&pos[r.events[0].id.as_str()]),
+            "near-miss {code} matched"
+        );
         let child = r.events.get(1).map(|e| by_id[e.id.as_str()]);
         match code {
             "case" | "synthetic-parent" | "macos" | "no-install-arg" => {
@@ -499,23 +671,45 @@ fn truth_matches_a_brute_force_run_of_the_rule() {
             }
             "synthetic-child" | "no-parent-name" | "fork-only" => {
                 assert!(stage0_key(&s0.src).is_some(), "{code}: stage 1 holds");
-                assert!(stage1_key(&child.expect("child").src).is_none(), "{code}: stage 2 must fail");
+                assert!(
+                    stage1_key(&child.expect("child").src).is_none(),
+                    "{code}: stage 2 must fail"
+                );
             }
             "late" => {
                 let c = child.expect("child");
-                assert!(c.ts - s0.ts > 10_000, "late child only {} ms after", c.ts - s0.ts);
+                assert!(
+                    c.ts - s0.ts > 10_000,
+                    "late child only {} ms after",
+                    c.ts - s0.ts
+                );
             }
             "ignore-scripts" => assert_eq!(r.events.len(), 1),
             other => panic!("unknown near-miss code {other}"),
         }
     }
     for c in [
-        "case", "late", "ignore-scripts", "synthetic-parent", "synthetic-child", "no-parent-name", "fork-only",
-        "macos", "no-install-arg",
+        "case",
+        "late",
+        "ignore-scripts",
+        "synthetic-parent",
+        "synthetic-child",
+        "no-parent-name",
+        "fork-only",
+        "macos",
+        "no-install-arg",
     ] {
-        assert!(codes.contains_key(c), "near-miss {c} never generated: {codes:?}");
+        assert!(
+            codes.contains_key(c),
+            "near-miss {c} never generated: {codes:?}"
+        );
     }
-    assert!(truth.iter().any(|r| !r.expected && r.delay_ms == Some(10_001)), "10.001 s near-miss missing");
+    assert!(
+        truth
+            .iter()
+            .any(|r| !r.expected && r.delay_ms == Some(10_001)),
+        "10.001 s near-miss missing"
+    );
 }
 
 #[test]
@@ -528,7 +722,10 @@ fn hundred_thousand_events_in_debug_mode() {
     write_streams(&mut g, &mut sink, None).expect("write");
     let n = g.summary().total_events();
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("generated and serialised {n} events in {secs:.2} s (debug build): {:.0} events/s", n as f64 / secs);
+    eprintln!(
+        "generated and serialised {n} events in {secs:.2} s (debug build): {:.0} events/s",
+        n as f64 / secs
+    );
     assert!(n >= 100_000, "{n}");
     // A generous ceiling for a debug build on two shared cores; release is much faster.
     assert!(secs < 60.0);
@@ -549,7 +746,10 @@ fn shared_dir() -> Option<PathBuf> {
         "CI=true but the shared reference data is missing at {}",
         probe.display()
     );
-    eprintln!("SKIPPED: shared reference data not found at {} (set SEQWATCH_SHARED_DIR)", probe.display());
+    eprintln!(
+        "SKIPPED: shared reference data not found at {} (set SEQWATCH_SHARED_DIR)",
+        probe.display()
+    );
     None
 }
 
@@ -581,7 +781,11 @@ fn leaves<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
     match v {
         Value::Object(map) => {
             for (k, x) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 leaves(x, p, out);
             }
         }
@@ -603,8 +807,12 @@ fn value_fits(ty: &str, v: &Value) -> bool {
         "keyword" | "wildcard" | "constant_keyword" | "text" | "match_only_text" => s.is_string(),
         "long" => s.is_i64() || s.is_u64(),
         "boolean" => s.is_boolean(),
-        "date" => s.as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
-        "ip" => s.as_str().is_some_and(|t| t.parse::<std::net::IpAddr>().is_ok()),
+        "date" => s
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
+        "ip" => s
+            .as_str()
+            .is_some_and(|t| t.parse::<std::net::IpAddr>().is_ok()),
         _ => false,
     })
 }
@@ -612,11 +820,18 @@ fn value_fits(ty: &str, v: &Value) -> bool {
 #[test]
 fn defend_documents_fit_the_endpoint_mapping() {
     let Some(dir) = shared_dir() else { return };
-    let text = std::fs::read_to_string(dir.join("data/mappings-reference/endpoint-process/fields.yml"))
-        .expect("read fields.yml");
+    let text =
+        std::fs::read_to_string(dir.join("data/mappings-reference/endpoint-process/fields.yml"))
+            .expect("read fields.yml");
     let mapping = parse_fields_yml(&text);
-    assert_eq!(mapping.get("process.args").map(String::as_str), Some("keyword"));
-    assert_eq!(mapping.get("event.sequence").map(String::as_str), Some("long"));
+    assert_eq!(
+        mapping.get("process.args").map(String::as_str),
+        Some("keyword")
+    );
+    assert_eq!(
+        mapping.get("event.sequence").map(String::as_str),
+        Some("long")
+    );
     let (ev, _, _) = run(spec(4, 10));
     let mut checked = HashSet::new();
     for d in parse_events(&ev).iter().filter(|d| d.index == DEFEND_INDEX) {
@@ -625,12 +840,18 @@ fn defend_documents_fit_the_endpoint_mapping() {
         for (path, v) in out {
             // The index template has `dynamic: false` (manifest.yml): unmapped fields would be
             // stored but never searchable, so every generated field must be mapped.
-            let ty = mapping.get(&path).unwrap_or_else(|| panic!("{path} is not in the endpoint mapping"));
+            let ty = mapping
+                .get(&path)
+                .unwrap_or_else(|| panic!("{path} is not in the endpoint mapping"));
             assert!(value_fits(ty, v), "{path}: {v} does not fit type {ty}");
             checked.insert(path);
         }
     }
-    assert!(checked.len() > 60, "only {} distinct fields checked", checked.len());
+    assert!(
+        checked.len() > 60,
+        "only {} distinct fields checked",
+        checked.len()
+    );
 }
 
 #[test]
@@ -638,10 +859,15 @@ fn fdr_documents_use_declared_fields_with_ecs_types() {
     let Some(dir) = shared_dir() else { return };
     let mut declared = HashSet::new();
     for f in ["ecs.yml", "base-fields.yml"] {
-        let text = std::fs::read_to_string(dir.join("data/mappings-reference/crowdstrike-fdr").join(f))
-            .expect("read FDR field list");
+        let text =
+            std::fs::read_to_string(dir.join("data/mappings-reference/crowdstrike-fdr").join(f))
+                .expect("read FDR field list");
         for line in text.lines() {
-            if let Some(name) = line.trim_start().trim_start_matches("- ").strip_prefix("name: ") {
+            if let Some(name) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("name: ")
+            {
                 declared.insert(name.trim().trim_matches('\'').to_string());
             }
         }
@@ -657,8 +883,13 @@ fn fdr_documents_use_declared_fields_with_ecs_types() {
     };
     // ECS fields the FDR integration gets from `ecs@mappings` rather than its field list
     // (data-notes §4: host.id is not declared there).
-    let via_ecs_templates =
-        ["host.id", "host.os.platform", "process.group_leader.entity_id", "observer.type", "message"];
+    let via_ecs_templates = [
+        "host.id",
+        "host.os.platform",
+        "process.group_leader.entity_id",
+        "observer.type",
+        "message",
+    ];
     let (ev, _, _) = run(spec(4, 10));
     let mut checked = 0;
     for d in parse_events(&ev).iter().filter(|d| d.index == FDR_INDEX) {
@@ -673,7 +904,11 @@ fn fdr_documents_use_declared_fields_with_ecs_types() {
                 declared.contains(&path) || via_ecs_templates.contains(&path.as_str()),
                 "{path} is neither declared for logs-crowdstrike.fdr nor an ECS template field"
             );
-            assert!(value_fits(ecs_type(&path), v), "{path}: {v} is not {}", ecs_type(&path));
+            assert!(
+                value_fits(ecs_type(&path), v),
+                "{path}: {v} is not {}",
+                ecs_type(&path)
+            );
             checked += 1;
         }
     }

@@ -50,7 +50,10 @@ pub enum GenerateError {
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> GenerateError {
-    GenerateError::InvalidArgument { name, reason: reason.into() }
+    GenerateError::InvalidArgument {
+        name,
+        reason: reason.into(),
+    }
 }
 
 /// Everything that determines a generated stream.
@@ -81,7 +84,10 @@ impl GenerateSpec {
             return Err(invalid("hosts", "must be at least 1"));
         }
         if !(self.rate.is_finite() && self.rate >= 0.0) {
-            return Err(invalid("rate", format!("must be a number >= 0, got {}", self.rate)));
+            return Err(invalid(
+                "rate",
+                format!("must be a number >= 0, got {}", self.rate),
+            ));
         }
         if !(self.installs_per_host_hour.is_finite() && self.installs_per_host_hour >= 0.0) {
             return Err(invalid(
@@ -89,13 +95,19 @@ impl GenerateSpec {
                 format!("must be a number >= 0, got {}", self.installs_per_host_hour),
             ));
         }
-        for (name, p) in [("script-rate", self.script_rate), ("malicious-rate", self.malicious_rate)] {
+        for (name, p) in [
+            ("script-rate", self.script_rate),
+            ("malicious-rate", self.malicious_rate),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(invalid(name, format!("must be within 0..1, got {p}")));
             }
         }
         if self.from_ms >= self.to_ms {
-            return Err(invalid("from", "the range is empty: --from must be before --to"));
+            return Err(invalid(
+                "from",
+                "the range is empty: --from must be before --to",
+            ));
         }
         Ok(())
     }
@@ -115,11 +127,19 @@ pub fn parse_duration(text: &str) -> Result<i64, GenerateError> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(invalid("duration", format!("{text:?}: unit must be ms, s, m, h or d"))),
+        _ => {
+            return Err(invalid(
+                "duration",
+                format!("{text:?}: unit must be ms, s, m, h or d"),
+            ))
+        }
     };
-    n.checked_mul(unit_ms)
-        .filter(|ms| *ms > 0)
-        .ok_or_else(|| invalid("duration", format!("{text:?} must be positive and not huge")))
+    n.checked_mul(unit_ms).filter(|ms| *ms > 0).ok_or_else(|| {
+        invalid(
+            "duration",
+            format!("{text:?} must be positive and not huge"),
+        )
+    })
 }
 
 fn parse_time(name: &'static str, text: &str) -> Result<i64, GenerateError> {
@@ -136,20 +156,42 @@ pub fn resolve_range(
     duration: &str,
     now_ms: i64,
 ) -> Result<(i64, i64), GenerateError> {
+    let overflow = || {
+        invalid(
+            "duration",
+            format!("{duration:?} takes the range out of bounds"),
+        )
+    };
     let (from_ms, to_ms) = match (from, to) {
         (Some(f), Some(t)) => (parse_time("from", f)?, parse_time("to", t)?),
         (Some(f), None) => {
             let f = parse_time("from", f)?;
-            (f, f + parse_duration(duration)?)
+            (
+                f,
+                f.checked_add(parse_duration(duration)?)
+                    .ok_or_else(overflow)?,
+            )
         }
         (None, Some(t)) => {
             let t = parse_time("to", t)?;
-            (t - parse_duration(duration)?, t)
+            (
+                t.checked_sub(parse_duration(duration)?)
+                    .ok_or_else(overflow)?,
+                t,
+            )
         }
-        (None, None) => (now_ms - parse_duration(duration)?, now_ms),
+        (None, None) => (
+            now_ms
+                .checked_sub(parse_duration(duration)?)
+                .ok_or_else(overflow)?,
+            now_ms,
+        ),
     };
     if from_ms >= to_ms {
-        return Err(invalid("from", "the range is empty: --from must be before --to"));
+        return Err(invalid(
+            "from",
+            "the range is empty: --from must be before --to",
+        ));
     }
     Ok((from_ms, to_ms))
 }
@@ -226,7 +268,15 @@ impl fmt::Display for Summary {
             ("near-misses", &self.near_misses),
         ] {
             let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            writeln!(f, "  {title}: {}", if parts.is_empty() { "none".into() } else { parts.join(", ") })?;
+            writeln!(
+                f,
+                "  {title}: {}",
+                if parts.is_empty() {
+                    "none".into()
+                } else {
+                    parts.join(", ")
+                }
+            )?;
         }
         write!(
             f,
@@ -260,7 +310,10 @@ pub struct Generator {
 
 impl fmt::Debug for Generator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Generator").field("spec", &self.spec).field("emitted", &self.emitted).finish()
+        f.debug_struct("Generator")
+            .field("spec", &self.spec)
+            .field("emitted", &self.emitted)
+            .finish()
     }
 }
 
@@ -275,13 +328,17 @@ impl Generator {
         let mut calibration = root.fork(4);
         let id_seed = root.next_u64();
         let hosts = scenario::build_hosts(spec.hosts, &mut host_rng, spec.from_ms);
-        let weights = |s: Sensor| -> Vec<f64> { NOISE.iter().map(|(n, w)| noise_weight(*n, *w, s)).collect() };
+        let weights = |s: Sensor| -> Vec<f64> {
+            NOISE.iter().map(|(n, w)| noise_weight(*n, *w, s)).collect()
+        };
         let weights_defend = weights(Sensor::Defend);
         let weights_crowdstrike = weights(Sensor::CrowdStrike);
         // Mean events per background scenario, measured by dry runs on copies of the hosts,
         // so that scenario arrivals at rate/mean give `rate` events per second.
         let mut mean_by_sensor = |s: Sensor, w: &[f64]| -> f64 {
-            let Some(host) = hosts.iter().find(|h| h.sensor == s) else { return 0.0 };
+            let Some(host) = hosts.iter().find(|h| h.sensor == s) else {
+                return 0.0;
+            };
             let (mut num, mut den) = (0.0, 0.0);
             for (i, (kind, _)) in NOISE.iter().enumerate() {
                 if w[i] <= 0.0 {
@@ -293,25 +350,49 @@ impl Generator {
                     let mut h = host.clone();
                     let mut q = Queue::default();
                     let mut t = Trees::default();
-                    let mut ctx = Ctx { rng: &mut calibration, host: &mut h, host_index: 0, queue: &mut q, trees: &mut t };
+                    let mut ctx = Ctx {
+                        rng: &mut calibration,
+                        host: &mut h,
+                        host_index: 0,
+                        queue: &mut q,
+                        trees: &mut t,
+                    };
                     ctx.noise(*kind, spec.from_ms);
                     events += q.len();
                 }
                 num += w[i] * events as f64 / RUNS as f64;
                 den += w[i];
             }
-            if den > 0.0 { num / den } else { 0.0 }
+            if den > 0.0 {
+                num / den
+            } else {
+                0.0
+            }
         };
         let mean_defend = mean_by_sensor(Sensor::Defend, &weights_defend);
         let mean_cs = mean_by_sensor(Sensor::CrowdStrike, &weights_crowdstrike);
         let mean_events = hosts
             .iter()
-            .map(|h| if h.sensor == Sensor::Defend { mean_defend } else { mean_cs })
+            .map(|h| {
+                if h.sensor == Sensor::Defend {
+                    mean_defend
+                } else {
+                    mean_cs
+                }
+            })
             .sum::<f64>()
             / hosts.len() as f64;
-        let noise_gap_ms = if spec.rate > 0.0 && mean_events > 0.0 { 1000.0 * mean_events / spec.rate } else { 0.0 };
+        let noise_gap_ms = if spec.rate > 0.0 && mean_events > 0.0 {
+            1000.0 * mean_events / spec.rate
+        } else {
+            0.0
+        };
         let installs_per_ms = spec.installs_per_host_hour * f64::from(spec.hosts) / 3_600_000.0;
-        let install_gap_ms = if installs_per_ms > 0.0 { 1.0 / installs_per_ms } else { 0.0 };
+        let install_gap_ms = if installs_per_ms > 0.0 {
+            1.0 / installs_per_ms
+        } else {
+            0.0
+        };
         let mut g = Generator {
             noise_clock: spec.from_ms as f64,
             install_clock: spec.from_ms as f64,
@@ -340,7 +421,8 @@ impl Generator {
         if self.noise_gap_ms > 0.0 {
             self.noise_clock += self.arrivals.exponential(self.noise_gap_ms);
             if self.noise_clock < self.spec.to_ms as f64 {
-                self.queue.push(self.noise_clock as i64, Scheduled::NoiseArrival);
+                self.queue
+                    .push(self.noise_clock as i64, Scheduled::NoiseArrival);
             }
         }
     }
@@ -349,7 +431,8 @@ impl Generator {
         if self.install_gap_ms > 0.0 {
             self.install_clock += self.arrivals.exponential(self.install_gap_ms);
             if self.install_clock < self.spec.to_ms as f64 {
-                self.queue.push(self.install_clock as i64, Scheduled::InstallArrival);
+                self.queue
+                    .push(self.install_clock as i64, Scheduled::InstallArrival);
             }
         }
     }
@@ -385,7 +468,14 @@ impl Generator {
             Sensor::Defend => text::base64_std(&bytes[6..24]),
             Sensor::CrowdStrike => {
                 let h: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
-                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
             }
         };
         (id, event_id)
@@ -468,17 +558,29 @@ impl Iterator for Generator {
             let (id, event_id) = self.next_ids(sensor);
             let host = &mut self.hosts[host_index];
             host.event_sequence += 1;
-            let emission = render::Emission { event_id: &event_id, sequence: host.event_sequence };
+            let emission = render::Emission {
+                event_id: &event_id,
+                sequence: host.event_sequence,
+            };
             let source = render::render(&ev, host, &emission);
             let index = match sensor {
                 Sensor::Defend => DEFEND_INDEX,
                 Sensor::CrowdStrike => FDR_INDEX,
             };
             for mark in &ev.marks {
-                let at = TruthEventRef { index: index.to_string(), id: id.clone() };
-                let label = HostLabel { id: &host.id, name: &host.name };
+                let at = TruthEventRef {
+                    index: index.to_string(),
+                    id: id.clone(),
+                };
+                let label = HostLabel {
+                    id: &host.id,
+                    name: &host.name,
+                };
                 match *mark {
-                    Mark::Stage0(t) => self.trees.on_stage0(t, at, ev.ts_ms, &ev.process.entity_id, label),
+                    Mark::Stage0(t) => {
+                        self.trees
+                            .on_stage0(t, at, ev.ts_ms, &ev.process.entity_id, label)
+                    }
                     Mark::Child(t) => self.trees.on_child(t, at, ev.ts_ms, label),
                 }
             }
@@ -486,7 +588,9 @@ impl Iterator for Generator {
                 let counter = if rec.expected {
                     self.summary.planted.entry(rec.kind.clone())
                 } else {
-                    self.summary.near_misses.entry(rec.near_miss.clone().unwrap_or_default())
+                    self.summary
+                        .near_misses
+                        .entry(rec.near_miss.clone().unwrap_or_default())
                 };
                 *counter.or_default() += 1;
                 self.truth.push_back(rec);
@@ -494,7 +598,12 @@ impl Iterator for Generator {
             self.summary.max_open_trees = self.summary.max_open_trees.max(self.trees.open_len());
             bump(&mut self.summary.events_per_index, index);
             bump(&mut self.summary.events_per_action, ev.action.as_str());
-            return Some(GeneratedHit { index, id, timestamp_ms: ev.ts_ms, source });
+            return Some(GeneratedHit {
+                index,
+                id,
+                timestamp_ms: ev.ts_ms,
+                source,
+            });
         }
     }
 }
@@ -516,16 +625,22 @@ pub fn write_streams(
     events: &mut dyn Write,
     mut truth: Option<&mut dyn Write>,
 ) -> Result<(), GenerateError> {
-    let ev_err = |source| GenerateError::Write { what: "events", source };
-    let tr_err = |source| GenerateError::Write { what: "truth", source };
+    let ev_err = |source| GenerateError::Write {
+        what: "events",
+        source,
+    };
+    let tr_err = |source| GenerateError::Write {
+        what: "truth",
+        source,
+    };
     while let Some(hit) = generator.next() {
         let mut line = hit.to_ndjson();
         line.push('\n');
         events.write_all(line.as_bytes()).map_err(ev_err)?;
         if let Some(out) = truth.as_deref_mut() {
             for rec in generator.drain_truth() {
-                let mut text = serde_json::to_string(&rec)
-                    .map_err(|e| tr_err(std::io::Error::other(e)))?;
+                let mut text =
+                    serde_json::to_string(&rec).map_err(|e| tr_err(std::io::Error::other(e)))?;
                 text.push('\n');
                 out.write_all(text.as_bytes()).map_err(tr_err)?;
             }
@@ -570,13 +685,23 @@ mod tests {
 
     #[test]
     fn ranges_resolve_from_either_end() {
-        let (f, t) = resolve_range(Some("2025-01-01T00:00:00Z"), None, "1m", 0).expect("from + duration");
+        let (f, t) =
+            resolve_range(Some("2025-01-01T00:00:00Z"), None, "1m", 0).expect("from + duration");
         assert_eq!(t - f, 60_000);
-        let (f2, t2) = resolve_range(None, Some("2025-01-01T00:01:00Z"), "1m", 0).expect("to + duration");
+        let (f2, t2) =
+            resolve_range(None, Some("2025-01-01T00:01:00Z"), "1m", 0).expect("to + duration");
         assert_eq!((f2, t2), (f, t));
-        assert_eq!(resolve_range(None, None, "1s", 5_000).ok(), Some((4_000, 5_000)));
-        let err = resolve_range(Some("2025-01-02T00:00:00Z"), Some("2025-01-01T00:00:00Z"), "1m", 0)
-            .expect_err("reversed range");
+        assert_eq!(
+            resolve_range(None, None, "1s", 5_000).ok(),
+            Some((4_000, 5_000))
+        );
+        let err = resolve_range(
+            Some("2025-01-02T00:00:00Z"),
+            Some("2025-01-01T00:00:00Z"),
+            "1m",
+            0,
+        )
+        .expect_err("reversed range");
         assert!(err.to_string().contains("--from"));
         let err = resolve_range(Some("yesterday"), None, "1m", 0).expect_err("bad time");
         assert!(err.to_string().contains("--from") && err.to_string().contains("yesterday"));
@@ -586,22 +711,37 @@ mod tests {
     fn spec_validation_names_the_argument() {
         let mut s = spec(1);
         s.script_rate = 1.5;
-        assert!(Generator::new(s).expect_err("rate > 1").to_string().contains("--script-rate"));
+        assert!(Generator::new(s)
+            .expect_err("rate > 1")
+            .to_string()
+            .contains("--script-rate"));
         let mut s = spec(1);
         s.hosts = 0;
-        assert!(Generator::new(s).expect_err("no hosts").to_string().contains("--hosts"));
+        assert!(Generator::new(s)
+            .expect_err("no hosts")
+            .to_string()
+            .contains("--hosts"));
         let mut s = spec(1);
         s.rate = f64::NAN;
-        assert!(Generator::new(s).expect_err("nan").to_string().contains("--rate"));
+        assert!(Generator::new(s)
+            .expect_err("nan")
+            .to_string()
+            .contains("--rate"));
     }
 
     #[test]
     fn ids_are_twenty_url_safe_chars_and_unique() {
-        let hits: Vec<GeneratedHit> = Generator::new(spec(9)).expect("valid").take(5_000).collect();
+        let hits: Vec<GeneratedHit> = Generator::new(spec(9))
+            .expect("valid")
+            .take(5_000)
+            .collect();
         let mut seen = std::collections::HashSet::new();
         for h in &hits {
             assert_eq!(h.id.len(), 20, "{}", h.id);
-            assert!(h.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert!(h
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             assert!(seen.insert(h.id.clone()), "duplicate id {}", h.id);
         }
     }
@@ -612,7 +752,15 @@ mod tests {
         let n = g.by_ref().count();
         assert!(n > 10_000, "{n}");
         // Bounded by open trees (a few seconds of events), not by the 10-minute range.
-        assert!(g.summary().max_queue < 2_000, "peak queue {}", g.summary().max_queue);
-        assert!(g.summary().max_open_trees < 200, "open trees {}", g.summary().max_open_trees);
+        assert!(
+            g.summary().max_queue < 2_000,
+            "peak queue {}",
+            g.summary().max_queue
+        );
+        assert!(
+            g.summary().max_open_trees < 200,
+            "open trees {}",
+            g.summary().max_open_trees
+        );
     }
 }

@@ -42,7 +42,10 @@ pub(crate) struct Image {
 impl Image {
     /// `process.name`: the executable's base name.
     pub(crate) fn name(&self) -> &str {
-        self.executable.rsplit('/').next().unwrap_or(&self.executable)
+        self.executable
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.executable)
     }
 }
 
@@ -120,15 +123,30 @@ pub(crate) struct Host {
 }
 
 /// The users that own generated processes.
-pub(crate) const ROOT: User = User { id: 0, name: "root" };
+pub(crate) const ROOT: User = User {
+    id: 0,
+    name: "root",
+};
 /// Linux interactive/CI users.
 pub(crate) const LINUX_USERS: [User; 3] = [
-    User { id: 1000, name: "ubuntu" },
-    User { id: 1001, name: "ci" },
-    User { id: 1002, name: "dev" },
+    User {
+        id: 1000,
+        name: "ubuntu",
+    },
+    User {
+        id: 1001,
+        name: "ci",
+    },
+    User {
+        id: 1002,
+        name: "dev",
+    },
 ];
 /// The macOS desktop user.
-pub(crate) const MAC_USER: User = User { id: 501, name: "alice" };
+pub(crate) const MAC_USER: User = User {
+    id: 501,
+    name: "alice",
+};
 
 /// What the truth tracker learns from an event when it is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,7 +314,11 @@ pub(crate) struct Ctx<'a> {
 pub(crate) fn image(executable: &str, args: &[&str]) -> Arc<Image> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let command_line = super::text::join_command_line(&args);
-    Arc::new(Image { executable: executable.to_string(), args, command_line })
+    Arc::new(Image {
+        executable: executable.to_string(),
+        args,
+        command_line,
+    })
 }
 
 impl Host {
@@ -320,7 +342,11 @@ impl Host {
             id,
             name,
             agent_id,
-            agent_version: if sensor == Sensor::Defend { "8.17.4" } else { "7.20.17308" },
+            agent_version: if sensor == Sensor::Defend {
+                "8.17.4"
+            } else {
+                "7.20.17308"
+            },
             cid,
             ip,
             mac,
@@ -364,6 +390,7 @@ impl Host {
     }
 
     /// A process that was already running before the generated range (no start event).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn existing_process(
         &mut self,
         rng: &mut Rng,
@@ -466,11 +493,18 @@ impl Ctx<'_> {
                     parent_name_known: true,
                     cs_lag_ms: 0,
                     exit_code: 0,
-                    marks: if opts.fork_only { opts.marks.clone() } else { Vec::new() },
+                    marks: if opts.fork_only {
+                        opts.marks.clone()
+                    } else {
+                        Vec::new()
+                    },
                 });
                 if opts.fork_only {
                     self.push(self_end(self.host_index, end_at, forked, parent, exit_code));
-                    return Spawned { proc: child, start_ts: fork_at };
+                    return Spawned {
+                        proc: child,
+                        start_ts: fork_at,
+                    };
                 }
                 let mut previous = parent.image.clone();
                 // With a `#!/usr/bin/env node` script the process's *first* exec is `env`, and
@@ -520,12 +554,21 @@ impl Ctx<'_> {
                     exit_code: 0,
                     marks: final_marks,
                 });
-                self.push(self_end(self.host_index, end_at, child.clone(), parent, exit_code));
+                self.push(self_end(
+                    self.host_index,
+                    end_at,
+                    child.clone(),
+                    parent,
+                    exit_code,
+                ));
             }
             Sensor::CrowdStrike => {
                 if opts.fork_only {
                     // FDR has no fork events; a fork-only spawn leaves no trace.
-                    return Spawned { proc: child, start_ts: fork_at };
+                    return Spawned {
+                        proc: child,
+                        start_ts: fork_at,
+                    };
                 }
                 child.image = with_command_line(img, opts.command_line.as_deref());
                 self.apply_leaders(&mut child, &opts);
@@ -560,7 +603,10 @@ impl Ctx<'_> {
                 });
             }
         }
-        Spawned { proc: child, start_ts: exec_at }
+        Spawned {
+            proc: child,
+            start_ts: exec_at,
+        }
     }
 
     /// Reports an already-running process as FDR `SyntheticProcessRollup2` (sensor start-up

