@@ -39,7 +39,7 @@ pub enum GenerateError {
         reason: String,
     },
     /// Writing the events or the truth failed.
-    #[error("cannot write {what}: {source}")]
+    #[error("cannot write {what}")]
     Write {
         /// Which output.
         what: &'static str,
