@@ -8,6 +8,7 @@
 //! - [`alert`]: Kibana-shaped alerts and their ids; pure.
 //! - [`config`]: the layered configuration.
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
+//! - [`generate`]: deterministic synthetic process events with ground truth.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
@@ -21,3 +22,4 @@ pub mod event;
 pub mod replay;
 pub mod rule;
 pub mod window;
+pub mod generate;
