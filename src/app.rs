@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command, ExplainArgs, GenerateArgs, ReplayArgs};
-use crate::generate::{self as gen, GenerateSpec, Generator};
 use crate::engine::{CompiledRule, EngineOptions};
+use crate::generate::{self as gen, GenerateSpec, Generator};
 use crate::rule::Rule;
 
 /// Carries out one command line.

@@ -19,7 +19,7 @@ pub mod correlate;
 pub mod engine;
 pub mod eql;
 pub mod event;
+pub mod generate;
 pub mod replay;
 pub mod rule;
 pub mod window;
-pub mod generate;
