@@ -22,4 +22,5 @@ pub mod event;
 pub mod generate;
 pub mod replay;
 pub mod rule;
+pub mod state;
 pub mod window;
