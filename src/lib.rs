@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`eql`]: the language (syntax tree, parser, evaluator, push-down); pure.
+//! - [`es`]: the only module that talks to Elasticsearch (client, index templates, bulk writes).
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod app;
 pub mod cli;
 pub mod eql;
+pub mod es;
