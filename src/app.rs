@@ -16,7 +16,7 @@ use crate::rule::Rule;
 /// Carries out one command line.
 pub fn main(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Setup(_) => anyhow::bail!("setup: not built yet"),
+        Command::Setup(args) => setup(cli.es_url.as_deref(), args.with_source_templates),
         Command::Generate(args) => generate(args),
         Command::Replay(args) => replay(args),
         Command::Explain(args) => explain(args),
@@ -127,5 +127,24 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
         truth.as_deref_mut().map(|w| w as &mut dyn Write),
     )?;
     eprintln!("{}", generator.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `seqwatch setup`: installs the index templates on the node at `es_url` (default
+/// [`crate::es::DEFAULT_URL`]).
+fn setup(es_url: Option<&str>, with_source_templates: bool) -> Result<ExitCode> {
+    use anyhow::Context as _;
+    let settings = crate::es::EsSettings::new(es_url.unwrap_or(crate::es::DEFAULT_URL));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let installed = runtime.block_on(async {
+        let client = crate::es::EsClient::connect(&settings)?;
+        client.setup(with_source_templates).await
+    })?;
+    for name in installed {
+        println!("installed index template {name}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! - [`config`]: the layered configuration.
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
 //! - [`generate`]: deterministic synthetic process events with ground truth.
+//! - [`es`]: the only module that talks to Elasticsearch (client, index templates, bulk writes).
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod correlate;
 pub mod engine;
+pub mod es;
 pub mod eql;
 pub mod event;
 pub mod generate;

@@ -1,0 +1,580 @@
+//! The one module that speaks to Elasticsearch: connection settings, a small typed client over
+//! the `elasticsearch` crate, the index templates and the `_bulk` create path. Every request
+//! has a timeout, every answer's HTTP status is checked (the crate returns 4xx/5xx as `Ok`), and
+//! bodies are read as text and parsed here, never through the crate's `content_type()`, which
+//! panics when the header is missing. Nothing here logs or returns credentials.
+
+mod bulk;
+mod error;
+mod mapping;
+pub mod templates;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use elasticsearch::auth::Credentials;
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::{Method, Url};
+use elasticsearch::Elasticsearch;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
+pub use error::EsError;
+pub use mapping::mapped_field_type;
+
+/// Where seqwatch looks for Elasticsearch when nothing is configured.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9200";
+/// Request timeout when nothing is configured. The crate itself sets none.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of an error body kept in an [`EsError::Status`] reason.
+const MAX_REASON_CHARS: usize = 600;
+
+/// How to authenticate to Elasticsearch. Secrets are [`SecretString`]s: `Debug` shows
+/// `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub enum EsAuth {
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
+    /// An API key as the `id` and `api_key` that `POST _security/api_key` returns.
+    ApiKey {
+        /// The key's id (not secret).
+        id: String,
+        /// The key's secret.
+        key: SecretString,
+    },
+    /// An API key in its `encoded` form (base64 of `id:api_key`).
+    EncodedApiKey(SecretString),
+}
+
+/// Everything needed to connect to one Elasticsearch node or cluster endpoint.
+#[derive(Debug, Clone)]
+pub struct EsSettings {
+    /// Base URL, `http` or `https`, without credentials in it.
+    pub url: String,
+    /// Total time allowed for one request, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    /// Credentials, if the cluster needs them.
+    pub auth: Option<EsAuth>,
+}
+
+impl EsSettings {
+    /// Settings for `url` with the default timeout and no credentials.
+    pub fn new(url: impl Into<String>) -> Self {
+        EsSettings {
+            url: url.into(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            auth: None,
+        }
+    }
+}
+
+/// Cluster health as `GET _cluster/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// All shards allocated.
+    Green,
+    /// All primaries allocated, some replicas not.
+    Yellow,
+    /// Some primaries unallocated.
+    Red,
+}
+
+/// The parts of `GET _cluster/health` seqwatch uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ClusterHealth {
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// Its status.
+    pub status: HealthStatus,
+    /// Number of nodes.
+    pub number_of_nodes: u64,
+}
+
+/// A client for one Elasticsearch endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct EsClient {
+    client: Elasticsearch,
+    url: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for EsClient {
+    // By hand: the crate's transport holds the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EsClient")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer whose status has not been judged yet.
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl EsClient {
+    /// Builds a client for `settings`. Does not contact the node; see [`EsClient::health`].
+    pub fn connect(settings: &EsSettings) -> Result<Self, EsError> {
+        let url = parse_url(&settings.url)?;
+        if settings.request_timeout.is_zero() {
+            return Err(EsError::InvalidArgument {
+                what: "request timeout".into(),
+                reason: "must be more than zero".into(),
+            });
+        }
+        let display_url = url.as_str().trim_end_matches('/').to_owned();
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(settings.request_timeout);
+        if let Some(auth) = &settings.auth {
+            builder = builder.auth(credentials(auth)?);
+        }
+        let transport = builder.build().map_err(|err| EsError::Client {
+            reason: err.to_string(),
+        })?;
+        Ok(EsClient {
+            client: Elasticsearch::new(transport),
+            url: display_url,
+            timeout: settings.request_timeout,
+        })
+    }
+
+    /// The node's base URL (never with credentials).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET _cluster/health`.
+    pub async fn health(&self) -> Result<ClusterHealth, EsError> {
+        let operation = "GET _cluster/health";
+        let body = self
+            .call_ok(operation, Method::Get, "/_cluster/health", &[], None)
+            .await?;
+        serde_json::from_value(body).map_err(|err| EsError::Response {
+            operation: operation.into(),
+            reason: format!("cluster health is not the expected JSON: {err}"),
+        })
+    }
+
+    /// `PUT _index_template/<name>` with `body`.
+    pub async fn put_index_template(&self, name: &str, body: &Value) -> Result<(), EsError> {
+        check_name("index template name", name)?;
+        let operation = format!("PUT _index_template/{name}");
+        let path = format!("/_index_template/{name}");
+        let answer = self
+            .call_ok(&operation, Method::Put, &path, &[], Some(body.to_string()))
+            .await?;
+        expect_acknowledged(&operation, &answer)
+    }
+
+    /// `GET _index_template/<name>`: the template body, or `None` if there is no such template.
+    pub async fn get_index_template(&self, name: &str) -> Result<Option<Value>, EsError> {
+        check_name("index template name", name)?;
+        let operation = format!("GET _index_template/{name}");
+        let path = format!("/_index_template/{name}");
+        let reply = self.call(&operation, Method::Get, &path, &[], None).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let answer = judge(&operation, reply)?;
+        let found = answer["index_templates"]
+            .as_array()
+            .and_then(|list| list.iter().find(|entry| entry["name"] == name))
+            .map(|entry| entry["index_template"].clone());
+        Ok(found)
+    }
+
+    /// Installs seqwatch's index templates (see [`templates`]): the alerts and state templates,
+    /// and with `with_source_templates` the test-cluster templates for the source indices.
+    /// Returns the names installed, in order.
+    pub async fn setup(&self, with_source_templates: bool) -> Result<Vec<&'static str>, EsError> {
+        let mut installed = Vec::new();
+        for template in templates::for_setup(with_source_templates) {
+            self.put_index_template(template.name, &template.body()?)
+                .await?;
+            installed.push(template.name);
+        }
+        Ok(installed)
+    }
+
+    /// Sends `ops` as one `_bulk` request of `create` operations and returns one item per
+    /// operation, in order. `Ok` means Elasticsearch answered the request; whether each document
+    /// was written is in its [`BulkOutcome`]. An empty `ops` sends nothing.
+    pub async fn bulk_create(&self, ops: &[BulkCreate]) -> Result<Vec<BulkItem>, EsError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = bulk::encode(ops)?;
+        let operation = format!("POST _bulk ({} create operations)", ops.len());
+        let reply = self
+            .call(
+                &operation,
+                Method::Post,
+                "/_bulk",
+                &[("filter_path", bulk::FILTER_PATH)],
+                Some(body),
+            )
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(status_error(&operation, reply));
+        }
+        bulk::decode(&operation, ops, &reply.body)
+    }
+
+    /// `POST <index>/_refresh`: makes everything written so far searchable.
+    pub async fn refresh(&self, index: &str) -> Result<(), EsError> {
+        check_name("index", index)?;
+        let operation = format!("POST {index}/_refresh");
+        let path = format!("/{index}/_refresh");
+        let answer = self
+            .call_ok(&operation, Method::Post, &path, &[], None)
+            .await?;
+        match answer["_shards"]["failed"].as_u64() {
+            Some(0) | None => Ok(()),
+            Some(failed) => Err(EsError::Response {
+                operation,
+                reason: format!("{failed} shards failed to refresh"),
+            }),
+        }
+    }
+
+    /// `POST <index>/_count` with `{"query": query}`: how many documents match.
+    pub async fn count(&self, index: &str, query: &Value) -> Result<u64, EsError> {
+        check_name("index", index)?;
+        let operation = format!("POST {index}/_count");
+        let path = format!("/{index}/_count");
+        let body = json!({ "query": query }).to_string();
+        let answer = self
+            .call_ok(&operation, Method::Post, &path, &[], Some(body))
+            .await?;
+        answer["count"].as_u64().ok_or_else(|| EsError::Response {
+            operation,
+            reason: "no `count` in the answer".into(),
+        })
+    }
+
+    /// `GET <index>/_mapping`: the `mappings` of every index that `index` names, by index name.
+    pub async fn get_mapping(&self, index: &str) -> Result<BTreeMap<String, Value>, EsError> {
+        check_name("index", index)?;
+        let operation = format!("GET {index}/_mapping");
+        let path = format!("/{index}/_mapping");
+        let answer = self
+            .call_ok(&operation, Method::Get, &path, &[], None)
+            .await?;
+        let Value::Object(by_index) = answer else {
+            return Err(EsError::Response {
+                operation,
+                reason: "the answer is not a JSON object".into(),
+            });
+        };
+        Ok(by_index
+            .into_iter()
+            .map(|(name, mut entry)| (name, entry["mappings"].take()))
+            .collect())
+    }
+
+    /// `POST <index>/_pit?keep_alive=<keep_alive>`: opens a point in time and returns its id.
+    /// Missing indices are ignored, as the detection engine does.
+    pub async fn open_point_in_time(
+        &self,
+        index: &str,
+        keep_alive: &str,
+    ) -> Result<String, EsError> {
+        check_name("index", index)?;
+        let operation = format!("POST {index}/_pit");
+        let path = format!("/{index}/_pit");
+        let query = [("keep_alive", keep_alive), ("ignore_unavailable", "true")];
+        let answer = self
+            .call_ok(&operation, Method::Post, &path, &query, None)
+            .await?;
+        answer["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| EsError::Response {
+                operation,
+                reason: "no point-in-time `id` in the answer".into(),
+            })
+    }
+
+    /// `POST _search` with `body`, which names its indices through a `pit` (a search that
+    /// carries a point in time must not name indices in the path). Returns the raw answer; the
+    /// caller keeps the newest `pit_id` from it.
+    pub async fn search_point_in_time(&self, body: &Value) -> Result<Value, EsError> {
+        let operation = "POST _search (point in time)";
+        if body["pit"]["id"].as_str().is_none() {
+            return Err(EsError::InvalidArgument {
+                what: "point-in-time search body".into(),
+                reason: "has no `pit.id`".into(),
+            });
+        }
+        self.call_ok(
+            operation,
+            Method::Post,
+            "/_search",
+            &[],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// `DELETE _pit`: closes a point in time. Returns whether Elasticsearch closed it (false
+    /// when it had already expired).
+    pub async fn close_point_in_time(&self, id: &str) -> Result<bool, EsError> {
+        let operation = "DELETE _pit";
+        let body = json!({ "id": id }).to_string();
+        let reply = self
+            .call(operation, Method::Delete, "/_pit", &[], Some(body))
+            .await?;
+        // 404 with `succeeded: true, num_freed: 0` is how an expired context is reported.
+        let answer = if reply.status == 404 {
+            parse_json(operation, &reply.body)?
+        } else {
+            judge(operation, reply)?
+        };
+        Ok(answer["num_freed"].as_u64().unwrap_or(0) > 0)
+    }
+
+    /// `DELETE <pattern>`, hidden indices included and missing ones ignored. For tests and
+    /// tooling; the node must allow wildcard deletes (`action.destructive_requires_name: false`)
+    /// when `pattern` has wildcards.
+    pub async fn delete_indices(&self, pattern: &str) -> Result<(), EsError> {
+        check_name("index pattern", pattern)?;
+        let operation = format!("DELETE {pattern}");
+        let path = format!("/{pattern}");
+        let query = [("expand_wildcards", "all"), ("ignore_unavailable", "true")];
+        self.call_ok(&operation, Method::Delete, &path, &query, None)
+            .await
+            .map(drop)
+    }
+
+    /// Sends one request and reads the whole answer as text, whatever its status.
+    async fn call(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Reply, EsError> {
+        let query = (!query.is_empty()).then_some(query);
+        let response = self
+            .client
+            .send(method, path, HeaderMap::new(), query, body, None)
+            .await
+            .map_err(|err| self.transport_error(operation, &err))?;
+        let status = response.status_code().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| self.transport_error(operation, &err))?;
+        Ok(Reply { status, body })
+    }
+
+    /// [`EsClient::call`], then a non-2xx status becomes an error and the body is parsed as JSON.
+    async fn call_ok(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Value, EsError> {
+        let reply = self.call(operation, method, path, query, body).await?;
+        judge(operation, reply)
+    }
+
+    fn transport_error(&self, operation: &str, err: &elasticsearch::Error) -> EsError {
+        if err.is_timeout() {
+            return EsError::Timeout {
+                operation: operation.into(),
+                url: self.url.clone(),
+                timeout: self.timeout,
+            };
+        }
+        EsError::Transport {
+            operation: operation.into(),
+            url: self.url.clone(),
+            reason: error_chain(err),
+        }
+    }
+}
+
+/// Parses and checks the configured URL. Credentials in it are refused: they would end up in
+/// error messages and logs.
+fn parse_url(raw: &str) -> Result<Url, EsError> {
+    let invalid = |reason: &str| EsError::InvalidUrl {
+        url: redact_url(raw),
+        reason: reason.into(),
+    };
+    let url = Url::parse(raw.trim()).map_err(|err| invalid(&err.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials do not belong in the URL; configure them as basic auth or an API key",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// `raw` with anything between `://` and `@` replaced, so a URL with a password can be shown.
+fn redact_url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return if raw.contains('@') {
+            "***".into()
+        } else {
+            raw.into()
+        };
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..scheme_end + 3], &rest[at..]),
+        None => raw.into(),
+    }
+}
+
+fn credentials(auth: &EsAuth) -> Result<Credentials, EsError> {
+    let invalid = |reason: &str| EsError::InvalidCredentials {
+        reason: reason.into(),
+    };
+    match auth {
+        EsAuth::Basic { username, password } => {
+            if username.is_empty() || username.contains(':') {
+                return Err(invalid(
+                    "the basic-auth user name must be non-empty and contain no ':'",
+                ));
+            }
+            Ok(Credentials::Basic(
+                username.clone(),
+                password.expose_secret().to_owned(),
+            ))
+        }
+        EsAuth::ApiKey { id, key } => {
+            if id.is_empty() || key.expose_secret().is_empty() {
+                return Err(invalid("the API key id and secret must be non-empty"));
+            }
+            Ok(Credentials::ApiKey(
+                id.clone(),
+                key.expose_secret().to_owned(),
+            ))
+        }
+        EsAuth::EncodedApiKey(encoded) => {
+            // The crate puts this into a header with `unwrap()`: anything but base64 (say, a
+            // trailing newline from a key file) would panic there.
+            let encoded = encoded.expose_secret().trim();
+            let is_base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+            if encoded.is_empty() || !encoded.chars().all(is_base64) {
+                return Err(invalid("the encoded API key must be non-empty base64"));
+            }
+            Ok(Credentials::EncodedApiKey(encoded.to_owned()))
+        }
+    }
+}
+
+/// Refuses names that would change the request path (or that Elasticsearch refuses anyway).
+fn check_name(what: &str, name: &str) -> Result<(), EsError> {
+    let bad = name.is_empty()
+        || name.chars().any(|c| {
+            matches!(c, '/' | '\\' | '?' | '#' | '"' | ' ' | '<' | '>' | '|') || c.is_control()
+        });
+    if bad {
+        return Err(EsError::InvalidArgument {
+            what: format!("{what} `{name}`"),
+            reason: "must be non-empty without /, \\, ?, #, \", space, <, > or |".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A 2xx answer parsed as JSON, or the error that the status means.
+fn judge(operation: &str, reply: Reply) -> Result<Value, EsError> {
+    if !(200..300).contains(&reply.status) {
+        return Err(status_error(operation, reply));
+    }
+    parse_json(operation, &reply.body)
+}
+
+fn parse_json(operation: &str, body: &str) -> Result<Value, EsError> {
+    serde_json::from_str(body).map_err(|err| EsError::Response {
+        operation: operation.into(),
+        reason: format!("the answer is not JSON ({err}): {}", truncate(body)),
+    })
+}
+
+fn expect_acknowledged(operation: &str, answer: &Value) -> Result<(), EsError> {
+    if answer["acknowledged"] == Value::Bool(true) {
+        Ok(())
+    } else {
+        Err(EsError::Response {
+            operation: operation.into(),
+            reason: format!("not acknowledged: {}", truncate(&answer.to_string())),
+        })
+    }
+}
+
+/// Reads Elasticsearch's error body (`{"error": {"type", "reason"}, "status"}`, or a plain
+/// string `error`, or no JSON at all) into [`EsError::Status`].
+fn status_error(operation: &str, reply: Reply) -> EsError {
+    let parsed: Option<Value> = serde_json::from_str(&reply.body).ok();
+    let error = parsed.as_ref().map(|v| &v["error"]);
+    let (error_type, reason) = match error {
+        Some(Value::Object(map)) => (
+            map.get("type").and_then(Value::as_str).map(str::to_owned),
+            map.get("reason")
+                .and_then(Value::as_str)
+                .map(truncate)
+                .unwrap_or_else(|| truncate(&reply.body)),
+        ),
+        Some(Value::String(text)) => (None, truncate(text)),
+        _ if reply.body.trim().is_empty() => (None, "(empty body)".to_owned()),
+        _ => (None, truncate(&reply.body)),
+    };
+    EsError::Status {
+        operation: operation.into(),
+        status: reply.status,
+        error_type,
+        reason,
+    }
+}
+
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|seen| seen.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,379 @@
+//! Unit tests of the client against canned HTTP answers from a tiny loopback server: status
+//! handling, `_bulk` item outcomes, missing headers, timeouts, and that no error message ever
+//! carries a credential. The real-node tests are in `tests/es_foundation.rs`.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::*;
+
+const PASSWORD: &str = "hunter2-do-not-print";
+
+/// A raw HTTP answer; `content_type` None leaves the header out.
+fn answer(status: &str, content_type: Option<&str>, body: &str) -> String {
+    let content_type = content_type
+        .map(|ct| format!("content-type: {ct}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "HTTP/1.1 {status}\r\n{content_type}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Serves `answers` to successive connections, one request each, and returns what it received.
+async fn canned_server(answers: Vec<String>) -> (String, JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    let handle = tokio::spawn(async move {
+        let mut requests = Vec::new();
+        for canned in answers {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            requests.push(read_request(&mut socket).await);
+            socket.write_all(canned.as_bytes()).await.expect("write");
+            socket.shutdown().await.ok();
+        }
+        requests
+    });
+    (url, handle)
+}
+
+async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+fn client(url: &str) -> EsClient {
+    let mut settings = EsSettings::new(url);
+    settings.request_timeout = Duration::from_secs(5);
+    settings.auth = Some(EsAuth::Basic {
+        username: "elastic".into(),
+        password: SecretString::from(PASSWORD),
+    });
+    EsClient::connect(&settings).expect("connect")
+}
+
+#[test]
+fn urls_with_credentials_or_odd_schemes_are_refused_without_echoing_secrets() {
+    for (raw, needle) in [
+        (
+            format!("http://elastic:{PASSWORD}@127.0.0.1:9200"),
+            "credentials",
+        ),
+        ("ftp://127.0.0.1:9200".to_owned(), "scheme"),
+        ("127.0.0.1:9200".to_owned(), "invalid Elasticsearch URL"),
+        ("http://127.0.0.1:9200/?pretty".to_owned(), "query"),
+    ] {
+        let err = EsClient::connect(&EsSettings::new(raw.clone())).expect_err(&raw);
+        let text = err.to_string();
+        assert!(text.contains(needle), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+        assert!(matches!(err, EsError::InvalidUrl { .. }));
+    }
+    assert_eq!(
+        redact_url("https://u:p@es.example:9243/base"),
+        "https://***@es.example:9243/base"
+    );
+}
+
+#[test]
+fn bad_credentials_are_refused_before_the_crate_can_panic_on_them() {
+    let mut settings = EsSettings::new("http://127.0.0.1:9200");
+    settings.auth = Some(EsAuth::EncodedApiKey(SecretString::from("abc\ndef")));
+    let err = EsClient::connect(&settings).expect_err("newline in key");
+    assert!(matches!(err, EsError::InvalidCredentials { .. }));
+    assert!(!err.to_string().contains("abc"));
+    settings.auth = Some(EsAuth::Basic {
+        username: "a:b".into(),
+        password: SecretString::from(PASSWORD),
+    });
+    assert!(EsClient::connect(&settings).is_err());
+    settings.request_timeout = Duration::ZERO;
+    settings.auth = None;
+    assert!(EsClient::connect(&settings).is_err());
+}
+
+#[test]
+fn debug_of_settings_and_client_hides_secrets() {
+    let mut settings = EsSettings::new("http://127.0.0.1:9200");
+    settings.auth = Some(EsAuth::Basic {
+        username: "elastic".into(),
+        password: SecretString::from(PASSWORD),
+    });
+    let client = EsClient::connect(&settings).expect("connect");
+    assert!(!format!("{settings:?}").contains(PASSWORD));
+    assert!(!format!("{client:?}").contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn health_is_parsed_and_sends_basic_auth() {
+    let body = r#"{"cluster_name":"c","status":"yellow","number_of_nodes":1,"timed_out":false}"#;
+    let (url, server) = canned_server(vec![answer("200 OK", Some("application/json"), body)]).await;
+    let health = client(&url).health().await.expect("health");
+    assert_eq!(health.status, HealthStatus::Yellow);
+    assert_eq!(health.number_of_nodes, 1);
+    let requests = server.await.expect("server");
+    assert!(
+        requests[0].starts_with("GET /_cluster/health "),
+        "{}",
+        requests[0]
+    );
+    assert!(requests[0]
+        .to_ascii_lowercase()
+        .contains("authorization: basic "));
+}
+
+#[tokio::test]
+async fn http_errors_are_typed_and_carry_no_credentials() {
+    let body = r#"{"error":{"root_cause":[],"type":"security_exception","reason":"unable to authenticate user [elastic] for REST request [/_cluster/health]"},"status":401}"#;
+    let (url, server) = canned_server(vec![
+        answer("401 Unauthorized", Some("application/json"), body),
+        answer(
+            "405 Method Not Allowed",
+            Some("application/json"),
+            r#"{"error":"Incorrect HTTP method","status":405}"#,
+        ),
+        answer(
+            "502 Bad Gateway",
+            Some("text/html"),
+            "<html>proxy says no</html>",
+        ),
+    ])
+    .await;
+    let es = client(&url);
+    let err = es.health().await.expect_err("401");
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(err.error_type(), Some("security_exception"));
+    assert!(
+        err.to_string().contains("HTTP 401 (security_exception)"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(PASSWORD));
+    assert!(!format!("{err:?}").contains(PASSWORD));
+
+    let err = es
+        .count("x", &json!({"match_all": {}}))
+        .await
+        .expect_err("405");
+    assert_eq!(err.status(), Some(405));
+    assert!(err.to_string().contains("Incorrect HTTP method"), "{err}");
+
+    let err = es.refresh("x").await.expect_err("502");
+    assert_eq!(err.status(), Some(502));
+    assert!(err.to_string().contains("proxy says no"), "{err}");
+    server.await.expect("server");
+}
+
+/// The crate's `Response::content_type()` unwraps the header; we must never go through it.
+#[tokio::test]
+async fn answers_without_content_type_or_json_do_not_panic() {
+    let (url, server) = canned_server(vec![
+        answer("200 OK", None, r#"{"count":3,"_shards":{"failed":0}}"#),
+        answer("200 OK", None, "not json at all"),
+    ])
+    .await;
+    let es = client(&url);
+    assert_eq!(
+        es.count("x", &json!({"match_all": {}}))
+            .await
+            .expect("count"),
+        3
+    );
+    let err = es
+        .count("x", &json!({"match_all": {}}))
+        .await
+        .expect_err("not json");
+    assert!(matches!(err, EsError::Response { .. }), "{err}");
+    server.await.expect("server");
+}
+
+fn ops() -> Vec<BulkCreate> {
+    ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| {
+            BulkCreate::new(
+                "logs-x",
+                *id,
+                json!({"@timestamp": "2026-01-01T00:00:00Z", "n": id}),
+            )
+        })
+        .collect()
+}
+
+/// HTTP 200 with `errors: true` is not success: each item is judged by its own status.
+#[tokio::test]
+async fn bulk_reads_each_item_created_duplicate_or_failed() {
+    let body = json!({
+        "errors": true,
+        "items": [
+            {"create": {"_index": "logs-x", "_id": "a", "status": 201}},
+            {"create": {"_index": "logs-x", "_id": "b", "status": 409,
+                "error": {"type": "version_conflict_engine_exception", "reason": "[b]: version conflict, document already exists"}}},
+            {"create": {"_index": "logs-x", "_id": "c", "status": 400,
+                "error": {"type": "document_parsing_exception", "reason": "failed to parse field [n]"}}},
+            {"create": {"_index": "logs-x", "_id": "d", "status": 429,
+                "error": {"type": "es_rejected_execution_exception", "reason": "rejected"}}}
+        ]
+    });
+    let (url, server) = canned_server(vec![answer("200 OK", None, &body.to_string())]).await;
+    let items = client(&url)
+        .bulk_create(&ops())
+        .await
+        .expect("bulk answered");
+    let outcomes: Vec<_> = items.iter().map(|item| &item.outcome).collect();
+    assert_eq!(outcomes[0], &BulkOutcome::Created);
+    assert_eq!(outcomes[1], &BulkOutcome::AlreadyExists);
+    assert!(
+        matches!(outcomes[2], BulkOutcome::Failed { status: 400, error_type, .. } if error_type == "document_parsing_exception")
+    );
+    assert!(!outcomes[2].is_retryable());
+    assert!(outcomes[3].is_retryable());
+    assert_eq!(
+        BulkSummary::of(&items),
+        BulkSummary {
+            created: 1,
+            already_existed: 1,
+            failed: 2
+        }
+    );
+
+    let request = &server.await.expect("server")[0];
+    assert!(request.starts_with("POST /_bulk?filter_path="), "{request}");
+    let ndjson = request.split("\r\n\r\n").nth(1).expect("body");
+    let lines: Vec<&str> = ndjson.lines().collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[0]).expect("action"),
+        json!({"create": {"_index": "logs-x", "_id": "a"}})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[7]).expect("doc")["n"],
+        "d"
+    );
+}
+
+#[tokio::test]
+async fn bulk_answers_that_do_not_match_the_request_are_errors() {
+    let short = json!({"errors": false, "items": [{"create": {"_id": "a", "status": 201}}]});
+    let swapped = json!({"errors": false, "items": [
+        {"create": {"_id": "b", "status": 201}}, {"create": {"_id": "a", "status": 201}},
+        {"create": {"_id": "c", "status": 201}}, {"create": {"_id": "d", "status": 201}}]});
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), &short.to_string()),
+        answer("200 OK", Some("application/json"), &swapped.to_string()),
+        answer("413 Payload Too Large", Some("application/json"), ""),
+    ])
+    .await;
+    let es = client(&url);
+    let err = es.bulk_create(&ops()).await.expect_err("short");
+    assert!(
+        err.to_string()
+            .contains("4 operations sent but 1 items answered"),
+        "{err}"
+    );
+    let err = es.bulk_create(&ops()).await.expect_err("swapped");
+    assert!(err.to_string().contains("answers id `b`"), "{err}");
+    let err = es.bulk_create(&ops()).await.expect_err("413");
+    assert_eq!(err.status(), Some(413));
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn bulk_refuses_bad_operations_before_sending() {
+    let es = client("http://127.0.0.1:9");
+    assert!(es
+        .bulk_create(&[])
+        .await
+        .expect("empty is a no-op")
+        .is_empty());
+    let long_id = "x".repeat(MAX_ID_BYTES + 1);
+    for op in [
+        BulkCreate::new("logs-x", "", json!({})),
+        BulkCreate::new("logs-x", long_id, json!({})),
+        BulkCreate::new("", "a", json!({})),
+        BulkCreate::new("logs-x", "a", json!([1, 2])),
+    ] {
+        let err = es.bulk_create(&[op]).await.expect_err("invalid");
+        assert!(matches!(err, EsError::InvalidArgument { .. }), "{err}");
+        assert!(err.to_string().starts_with("bulk operation 0"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_node_is_a_transport_error_naming_the_url() {
+    // Bind then drop, so the port is (almost certainly) closed.
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let err = client(&url).health().await.expect_err("closed port");
+    assert!(err.is_unreachable(), "{err}");
+    assert!(err.to_string().contains(&url), "{err}");
+    assert!(!err.to_string().contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn a_silent_node_times_out_after_the_request_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(socket);
+    });
+    let mut settings = EsSettings::new(url);
+    settings.request_timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let err = EsClient::connect(&settings)
+        .expect("connect")
+        .health()
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, EsError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.abort();
+}
+
+#[test]
+fn names_that_would_change_the_request_path_are_refused() {
+    for name in ["", "a/b", "a?b", "a b", "a#b", "../x"] {
+        assert!(check_name("index", name).is_err(), "{name:?}");
+    }
+    for name in [
+        "logs-endpoint.events.process-*",
+        ".seqwatch-alerts-default",
+        "a,b",
+    ] {
+        assert!(check_name("index", name).is_ok(), "{name:?}");
+    }
+}
