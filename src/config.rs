@@ -266,7 +266,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             target: AlertTarget::Seqwatch,
-            index: "seqwatch-alerts-default".into(),
+            index: ".seqwatch-alerts-default".into(),
             kibana_space: "default".into(),
         }
     }
@@ -295,7 +295,7 @@ pub struct StateConfig {
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
-            index: "seqwatch-state".into(),
+            index: ".seqwatch-state-default".into(),
             lease_ttl: HumanDuration::secs(600),
         }
     }
@@ -592,7 +592,7 @@ mod tests {
             c.schedule.interval, None,
             "interval comes from the rule (5m) unless set"
         );
-        assert_eq!(c.alerts.write_target(), "seqwatch-alerts-default");
+        assert_eq!(c.alerts.write_target(), ".seqwatch-alerts-default");
         assert!(c.validate().is_ok());
     }
 
