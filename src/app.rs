@@ -17,7 +17,7 @@ use crate::rule::Rule;
 pub fn main(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Setup(args) => setup(cli.es_url.as_deref(), args.with_source_templates),
-        Command::Generate(args) => generate(args),
+        Command::Generate(args) => generate(args, cli.es_url.as_deref()),
         Command::Replay(args) => replay(args),
         Command::Explain(args) => explain(args),
     }
@@ -77,14 +77,8 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
 }
 
 /// `seqwatch generate`: NDJSON hits to `--out` (or stdout) and truth to `--truth`; summary on stderr.
-fn generate(args: GenerateArgs) -> Result<ExitCode> {
+fn generate(args: GenerateArgs, es_url: Option<&str>) -> Result<ExitCode> {
     use std::io::Write;
-    if args.load {
-        // Loading belongs to the Elasticsearch module; `gen::Generator` yields the hits it needs.
-        anyhow::bail!(
-            "generate --load is not wired yet: write NDJSON with --out FILE and load it separately"
-        );
-    }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let (from_ms, to_ms) = gen::resolve_range(
         args.from.as_deref(),
@@ -103,32 +97,113 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
         malicious_rate: args.malicious_rate,
     };
     let mut generator = Generator::new(spec)?;
-    let mut events: Box<dyn Write> = match &args.out {
-        Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
+    // NDJSON goes to --out, or to stdout unless the events go into Elasticsearch instead.
+    let mut events: Option<Box<dyn Write>> = match &args.out {
+        Some(path) if path.as_os_str() != "-" => Some(Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
-            std::fs::File::create(path)
+            File::create(path)
                 .with_context(|| format!("cannot create --out {}", path.display()))?,
-        )),
-        _ => Box::new(std::io::BufWriter::with_capacity(
+        ))),
+        Some(_) => Some(Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
             std::io::stdout().lock(),
-        )),
+        ))),
+        None if args.load => None,
+        None => Some(Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        ))),
     };
     let mut truth: Option<Box<dyn Write>> = match &args.truth {
         Some(path) => Some(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
+            File::create(path)
                 .with_context(|| format!("cannot create --truth {}", path.display()))?,
         ))),
         None => None,
     };
-    gen::write_streams(
-        &mut generator,
-        &mut events,
-        truth.as_deref_mut().map(|w| w as &mut dyn Write),
-    )?;
+    if !args.load {
+        let mut events = events.expect("stdout when not loading");
+        gen::write_streams(
+            &mut generator,
+            &mut events,
+            truth.as_deref_mut().map(|w| w as &mut dyn Write),
+        )?;
+        eprintln!("{}", generator.summary());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let settings = crate::es::EsSettings::new(es_url.unwrap_or(crate::es::DEFAULT_URL));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = crate::es::EsClient::connect(&settings)?;
+    let mut batch = Vec::with_capacity(LOAD_BATCH);
+    let mut total = crate::es::BulkSummary::default();
+    let mut indices = std::collections::BTreeSet::new();
+    let mut first_failure = None;
+    let mut flush = |batch: &mut Vec<crate::es::BulkCreate>| -> Result<()> {
+        let items = runtime.block_on(client.bulk_create(batch))?;
+        let s = crate::es::BulkSummary::of(&items);
+        total.created += s.created;
+        total.already_existed += s.already_existed;
+        total.failed += s.failed;
+        if first_failure.is_none() {
+            first_failure = items
+                .into_iter()
+                .find(|i| matches!(i.outcome, crate::es::BulkOutcome::Failed { .. }));
+        }
+        batch.clear();
+        Ok(())
+    };
+    while let Some(hit) = generator.next() {
+        if let Some(out) = events.as_mut() {
+            writeln!(out, "{}", hit.to_ndjson())?;
+        }
+        if let Some(out) = truth.as_mut() {
+            for rec in generator.drain_truth() {
+                writeln!(out, "{}", serde_json::to_string(&rec)?)?;
+            }
+        } else {
+            generator.drain_truth();
+        }
+        indices.insert(hit.index);
+        let document = hit
+            .source_value()
+            .context("generated event is not JSON (a bug)")?;
+        batch.push(crate::es::BulkCreate::new(hit.index, hit.id, document));
+        if batch.len() == LOAD_BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)?;
+    for out in events.iter_mut().chain(truth.iter_mut()) {
+        out.flush()?;
+    }
+    for index in &indices {
+        runtime.block_on(client.refresh(index))?;
+    }
     eprintln!("{}", generator.summary());
+    eprintln!(
+        "loaded into {}: {} created, {} already there, {} failed",
+        client.url(),
+        total.created,
+        total.already_existed,
+        total.failed
+    );
+    if let Some(item) = first_failure {
+        anyhow::bail!(
+            "{} events were refused; the first: {}/{}: {:?}",
+            total.failed,
+            item.index,
+            item.id,
+            item.outcome
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Events per `_bulk` request when loading generated data.
+const LOAD_BATCH: usize = 2_000;
 
 /// `seqwatch setup`: installs the index templates on the node at `es_url` (default
 /// [`crate::es::DEFAULT_URL`]).
