@@ -8,14 +8,29 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command, ExplainArgs, GenerateArgs, ReplayArgs};
+use crate::cli::{
+    BackfillArgs, Cli, Command, ExplainArgs, GenerateArgs, OnceArgs, ReplayArgs, RuleSelection,
+    ValidateArgs,
+};
+use crate::config::{CliOverrides, Config, Secrets};
 use crate::engine::{CompiledRule, EngineOptions};
 use crate::generate::{self as gen, GenerateSpec, Generator};
+use crate::job::{JobContext, PreparedRule, RunMode, RunResult};
 use crate::rule::Rule;
 
 /// Carries out one command line.
 pub fn main(cli: Cli) -> Result<ExitCode> {
+    let overrides = CliOverrides {
+        es_url: cli.es_url.clone(),
+        log_format: cli.log_format,
+    };
+    let config_path = cli.config.clone();
+    let load = || load_config(config_path.as_deref(), &overrides);
     match cli.command {
+        Command::Once(args) => once(load()?, args),
+        Command::Backfill(args) => backfill(load()?, args),
+        Command::Validate(args) => validate(load(), args),
+        Command::Run(args) => crate::daemon::run(load()?, &args.rules),
         Command::Setup(args) => setup(cli.es_url.as_deref(), args.with_source_templates),
         Command::Generate(args) => generate(args, cli.es_url.as_deref()),
         Command::Replay(args) => replay(args),
@@ -222,4 +237,229 @@ fn setup(es_url: Option<&str>, with_source_templates: bool) -> Result<ExitCode> 
         println!("installed index template {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads and validates the configuration, then starts logging as it says.
+fn load_config(path: Option<&Path>, overrides: &CliOverrides) -> Result<Config> {
+    let config = Config::load(path, overrides)?;
+    if let Err(errors) = config.validate() {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::bail!("the configuration is invalid:\n{}", list.join("\n"));
+    }
+    crate::telemetry::init(&config.log);
+    Ok(config)
+}
+
+/// The rules to run: `--rules` paths, else `rules.paths`, else the built-in rule.
+pub fn load_rules(config: &Config, selection: &RuleSelection) -> Result<Vec<PreparedRule>> {
+    let paths = if selection.rules.is_empty() {
+        &config.rules.paths
+    } else {
+        &selection.rules
+    };
+    let mut rules = Vec::new();
+    if paths.is_empty() {
+        rules.push(Rule::builtin().context("the built-in rule does not load (a bug)")?);
+    }
+    for p in paths {
+        if p.is_dir() {
+            rules.extend(Rule::load_dir(p)?);
+        } else {
+            rules.push(Rule::load(p)?);
+        }
+    }
+    let mut prepared = Vec::new();
+    let mut errors = Vec::new();
+    for r in rules {
+        match PreparedRule::prepare(r, config) {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &prepared {
+        if !seen.insert(p.uuid.clone()) {
+            anyhow::bail!(
+                "two rules share the uuid {:?} (rule_id {:?}); alert ids would collide",
+                p.uuid,
+                p.rule.rule_id
+            );
+        }
+    }
+    Ok(prepared)
+}
+
+/// Connection settings from the configuration and the secrets.
+pub fn es_settings(config: &Config) -> Result<crate::es::EsSettings> {
+    use secrecy::ExposeSecret;
+    let es = &config.elasticsearch;
+    let secrets = Secrets::load(es)?;
+    let mut settings = crate::es::EsSettings::new(es.url.clone());
+    settings.request_timeout = es.request_timeout.0;
+    settings.auth = match (&secrets.api_key, &es.username, &secrets.password) {
+        (Some(key), _, _) => Some(match key.expose_secret().split_once(':') {
+            Some((id, k)) => crate::es::EsAuth::ApiKey { id: id.to_owned(), key: k.to_owned().into() },
+            None => crate::es::EsAuth::EncodedApiKey(key.clone()),
+        }),
+        (None, Some(user), Some(password)) => {
+            Some(crate::es::EsAuth::Basic { username: user.clone(), password: password.clone() })
+        }
+        (None, Some(_), None) => anyhow::bail!(
+            "elasticsearch.username is set but no password: set SEQWATCH_ES_PASSWORD or elasticsearch.password_file"
+        ),
+        (None, None, _) => None,
+    };
+    if let Some(ca) = &es.ca_file {
+        settings.ca_pem = Some(
+            std::fs::read(ca)
+                .with_context(|| format!("elasticsearch.ca_file: cannot read {}", ca.display()))?,
+        );
+    }
+    Ok(settings)
+}
+
+/// This replica's name: `SEQWATCH_INSTANCE`, else host name and process id.
+pub fn instance_name() -> String {
+    std::env::var("SEQWATCH_INSTANCE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn parse_time(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .with_context(|| {
+            format!("{flag} {text:?} is not an RFC 3339 time such as 2026-11-29T12:00:00Z")
+        })
+}
+
+fn once(config: Config, args: OnceArgs) -> Result<ExitCode> {
+    let rules = load_rules(&config, &args.rules)?;
+    let now = match &args.now {
+        Some(t) => parse_time("--now", t)?,
+        None => chrono::Utc::now(),
+    };
+    let ctx = JobContext {
+        es: crate::es::EsClient::connect(&es_settings(&config)?)?,
+        config: std::sync::Arc::new(config),
+        instance: instance_name(),
+    };
+    let rt = runtime()?;
+    let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    for rule in &rules {
+        match rt.block_on(crate::job::run_once(&ctx, rule, now, RunMode::Once)) {
+            RunResult::Ran(doc) => {
+                failed |= doc.status == crate::state::RunStatus::Failed;
+                serde_json::to_writer_pretty(&mut out, &*doc)?;
+                writeln!(out)?;
+            }
+            RunResult::Skipped { owner, until } => {
+                failed = true;
+                eprintln!(
+                    "rule {:?}: not run, another replica ({owner}) holds its lease until {until}",
+                    rule.rule.name
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn backfill(config: Config, args: BackfillArgs) -> Result<ExitCode> {
+    let rules = load_rules(&config, &args.rules)?;
+    let from = parse_time("--from", &args.from)?;
+    let to = parse_time("--to", &args.to)?;
+    if from >= to {
+        anyhow::bail!("--from must be before --to");
+    }
+    let ctx = JobContext {
+        es: crate::es::EsClient::connect(&es_settings(&config)?)?,
+        config: std::sync::Arc::new(config),
+        instance: instance_name(),
+    };
+    let rt = runtime()?;
+    let mut failed = false;
+    for rule in &rules {
+        let report = rt.block_on(crate::backfill::backfill(
+            &ctx,
+            rule,
+            from,
+            to,
+            args.parallel.max(1),
+        ))?;
+        failed |= report.failed_chunks > 0;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn validate(config: Result<Config>, args: ValidateArgs) -> Result<ExitCode> {
+    // Report everything found, not just the first problem.
+    let mut problems = Vec::new();
+    let config = match config {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    let mut rules = Vec::new();
+    if let Some(c) = &config {
+        match load_rules(c, &args.rules) {
+            Ok(r) => rules = r,
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    if args.check_es {
+        if let Some(c) = &config {
+            match es_settings(c).and_then(|s| Ok(crate::es::EsClient::connect(&s)?)) {
+                Ok(client) => {
+                    let rt = runtime()?;
+                    problems.extend(rt.block_on(crate::job::check_cluster(&client, c, &rules)));
+                }
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+    }
+    for r in &rules {
+        println!(
+            "ok: rule {:?} ({}), every {}, lookback {}, max {} alerts",
+            r.rule.name,
+            r.rule.origin,
+            crate::config::HumanDuration(r.schedule.interval),
+            crate::config::HumanDuration(r.schedule.lookback),
+            r.max_signals
+        );
+    }
+    if problems.is_empty() {
+        println!("configuration and rules are valid");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
 }

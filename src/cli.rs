@@ -39,6 +39,14 @@ pub enum LogFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: run every rule on its schedule until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Run every rule once now, print the run documents, exit non-zero if a run failed.
+    Once(OnceArgs),
+    /// Produce the alerts the scheduled runs over a past range would have produced.
+    Backfill(BackfillArgs),
+    /// Check the configuration and the rules (and, with --check-es, the cluster).
+    Validate(ValidateArgs),
     /// Install the index templates (alerts, run state; source templates with a flag).
     Setup(SetupArgs),
     /// Generate realistic process events, as NDJSON or straight into Elasticsearch.
@@ -127,4 +135,70 @@ pub struct ExplainArgs {
     /// Rule file (detection-rules TOML). Default: the built-in rule.
     #[arg(long, value_name = "FILE")]
     pub rule: Option<PathBuf>,
+}
+
+// ---- rules shared by the job commands ----------------------------------------------------
+
+/// Which rules to run; overrides `rules.paths` from the configuration.
+#[derive(Debug, Args, Default)]
+pub struct RuleSelection {
+    /// A rule file or a folder of rule files (repeatable). Default: `rules.paths`, or the
+    /// built-in rule.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+}
+
+// ---- run ---------------------------------------------------------------------------------
+
+/// Arguments of `seqwatch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Rules to run.
+    #[command(flatten)]
+    pub rules: RuleSelection,
+}
+
+// ---- once --------------------------------------------------------------------------------
+
+/// Arguments of `seqwatch once`.
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    /// Rules to run.
+    #[command(flatten)]
+    pub rules: RuleSelection,
+    /// Run as if the time were T (RFC 3339). Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+// ---- backfill ----------------------------------------------------------------------------
+
+/// Arguments of `seqwatch backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Rules to run.
+    #[command(flatten)]
+    pub rules: RuleSelection,
+    /// Start of the range (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// End of the range (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+    /// Chunks searched at the same time.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+}
+
+// ---- validate ----------------------------------------------------------------------------
+
+/// Arguments of `seqwatch validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Rules to check.
+    #[command(flatten)]
+    pub rules: RuleSelection,
+    /// Also check the cluster: reachable, templates installed, source indices readable.
+    #[arg(long)]
+    pub check_es: bool,
 }

@@ -412,10 +412,17 @@ impl Correlator<'_> {
     /// Pushes the next hit. Hits must come in the rule's order; ties on timestamp (and
     /// tiebreaker) keep their arrival order, which stands in for `_shard_doc`.
     pub fn push(&mut self, hit: &Hit) -> Result<(), CorrelateError> {
+        self.push_at(hit, None)
+    }
+
+    /// [`Correlator::push`] with the event time Elasticsearch sorted the hit by (epoch
+    /// nanoseconds, the first sort value), so the order the matcher sees is exactly the order
+    /// the hits came in, whatever the `_source` spelling of the timestamp.
+    pub fn push_at(&mut self, hit: &Hit, sorted_at_ns: Option<i64>) -> Result<(), CorrelateError> {
         self.stats.hits += 1;
         let implicit = self.implicit;
         self.implicit += 1;
-        match self.candidate(hit, implicit) {
+        match self.candidate(hit, implicit, sorted_at_ns) {
             Ok(None) => Ok(()),
             Ok(Some((ordinal, stages, until))) => {
                 self.stats.candidates += 1;
@@ -465,6 +472,7 @@ impl Correlator<'_> {
         &self,
         hit: &Hit,
         implicit: u64,
+        sorted_at_ns: Option<i64>,
     ) -> Result<Option<(Ordinal, Vec<StageMatch>, Option<Vec<Vec<KeyValue>>>)>, String> {
         if !hit.source.is_object() {
             return Err("_source is not a JSON object".into());
@@ -500,7 +508,11 @@ impl Correlator<'_> {
                 (matched, until_keys)
             }
         };
-        let ts = rule.timestamp_ns(hit)?;
+        let ts = match sorted_at_ns {
+            Some(ns) if rule.opts.timestamp_nanos => ns,
+            Some(ns) => ns.div_euclid(1_000_000) * 1_000_000,
+            None => rule.timestamp_ns(hit)?,
+        };
         let ordinal = match rule.tiebreaker(hit)? {
             Some(t) => Ordinal::with_tiebreaker(ts, t, implicit),
             None => Ordinal::new(ts, implicit),

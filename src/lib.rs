@@ -14,15 +14,20 @@
 
 pub mod alert;
 pub mod app;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod engine;
 pub mod eql;
 pub mod es;
 pub mod event;
 pub mod generate;
+pub mod job;
+pub mod metrics;
 pub mod replay;
 pub mod rule;
 pub mod state;
+pub mod telemetry;
 pub mod window;

@@ -5,6 +5,7 @@
 //! panics when the header is missing. Nothing here logs or returns credentials.
 
 mod bulk;
+mod detect;
 mod error;
 mod mapping;
 pub mod templates;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
+pub use detect::{PitPager, RawHit, VersionedDoc, WriteOutcome};
 pub use error::EsError;
 pub use mapping::mapped_field_type;
 
@@ -67,6 +69,9 @@ pub struct EsSettings {
     pub request_timeout: Duration,
     /// Credentials, if the cluster needs them.
     pub auth: Option<EsAuth>,
+    /// PEM of a CA to trust for `https` (added to the bundled roots). Certificates and host
+    /// names are always verified; there is no switch to turn that off.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl EsSettings {
@@ -76,6 +81,7 @@ impl EsSettings {
             url: url.into(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             auth: None,
+            ca_pem: None,
         }
     }
 }
@@ -142,6 +148,14 @@ impl EsClient {
             .timeout(settings.request_timeout);
         if let Some(auth) = &settings.auth {
             builder = builder.auth(credentials(auth)?);
+        }
+        if let Some(pem) = &settings.ca_pem {
+            let cert =
+                elasticsearch::cert::Certificate::from_pem(pem).map_err(|err| EsError::Client {
+                    reason: format!("the CA file is not a PEM certificate: {err}"),
+                })?;
+            builder =
+                builder.cert_validation(elasticsearch::cert::CertificateValidation::Full(cert));
         }
         let transport = builder.build().map_err(|err| EsError::Client {
             reason: err.to_string(),
@@ -215,19 +229,31 @@ impl EsClient {
     /// operation, in order. `Ok` means Elasticsearch answered the request; whether each document
     /// was written is in its [`BulkOutcome`]. An empty `ops` sends nothing.
     pub async fn bulk_create(&self, ops: &[BulkCreate]) -> Result<Vec<BulkItem>, EsError> {
+        self.bulk_create_with(ops, false, false).await
+    }
+
+    /// [`EsClient::bulk_create`] with `refresh=wait_for` (the next search sees the documents)
+    /// and `require_alias` (a missing alias fails the item instead of creating an index).
+    pub async fn bulk_create_with(
+        &self,
+        ops: &[BulkCreate],
+        refresh_wait_for: bool,
+        require_alias: bool,
+    ) -> Result<Vec<BulkItem>, EsError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
         let body = bulk::encode(ops)?;
         let operation = format!("POST _bulk ({} create operations)", ops.len());
+        let mut query = vec![("filter_path", bulk::FILTER_PATH)];
+        if refresh_wait_for {
+            query.push(("refresh", "wait_for"));
+        }
+        if require_alias {
+            query.push(("require_alias", "true"));
+        }
         let reply = self
-            .call(
-                &operation,
-                Method::Post,
-                "/_bulk",
-                &[("filter_path", bulk::FILTER_PATH)],
-                Some(body),
-            )
+            .call(&operation, Method::Post, "/_bulk", &query, Some(body))
             .await?;
         if !(200..300).contains(&reply.status) {
             return Err(status_error(&operation, reply));

@@ -1,0 +1,280 @@
+//! `seqwatch run`: every rule on its schedule until SIGTERM or SIGINT, with `/healthz`,
+//! `/readyz` and `/metrics`.
+//!
+//! Scheduling is tokio-cron-scheduler's. Its runner spawns each tick without waiting for the
+//! previous one (issue #83 upstream), so each rule has a lock taken with `try_lock`: a tick that
+//! finds the rule still running is skipped and counted, never run twice at once. Its
+//! `shutdown` only stops new ticks, so in-flight runs are tracked here and given
+//! `daemon.shutdown_timeout` to finish; what is still running then is abandoned, which leaves
+//! the checkpoint where it was, so the next start covers that window again.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use chrono::Utc;
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::cli::RuleSelection;
+use crate::config::Config;
+use crate::job::{JobContext, PreparedRule, RunMode, RunResult};
+
+/// What the HTTP endpoints report.
+#[derive(Default)]
+struct Health {
+    /// Last time a health check reached Elasticsearch.
+    es_ok_at: std::sync::Mutex<Option<Instant>>,
+    /// Per rule: last time a run finished without failing.
+    last_success: std::sync::Mutex<HashMap<String, Instant>>,
+    started: std::sync::OnceLock<Instant>,
+    /// The longest interval of the rules; a run older than three of them is not recent.
+    max_interval: std::sync::OnceLock<Duration>,
+    rules: std::sync::OnceLock<Vec<String>>,
+}
+
+impl Health {
+    fn ready(&self) -> Result<(), String> {
+        let now = Instant::now();
+        let es_ok = self
+            .es_ok_at
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .is_some_and(|t| now - t < Duration::from_secs(30));
+        if !es_ok {
+            return Err("Elasticsearch is not reachable".into());
+        }
+        let limit = 3 * *self.max_interval.get().unwrap_or(&Duration::from_secs(300));
+        let started = *self.started.get().unwrap_or(&now);
+        let last = self
+            .last_success
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        for rule in self.rules.get().into_iter().flatten() {
+            let since = last.get(rule).copied().unwrap_or(started);
+            if now - since > limit {
+                return Err(format!(
+                    "rule {rule:?} has not completed a run for {}s",
+                    (now - since).as_secs()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the daemon until a signal; returns the exit code.
+pub fn run(config: Config, selection: &RuleSelection) -> Result<ExitCode> {
+    let rules = crate::app::load_rules(&config, selection)?;
+    let settings = crate::app::es_settings(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let ctx = JobContext {
+            es: crate::es::EsClient::connect(&settings)?,
+            config: Arc::new(config),
+            instance: crate::app::instance_name(),
+        };
+        serve(ctx, rules, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+/// The cron expression (six fields, seconds first) a rule runs on.
+pub fn cron_for(config: &Config, interval: Duration) -> Option<String> {
+    if let Some(c) = &config.schedule.cron {
+        return Some(c.clone());
+    }
+    let s = interval.as_secs();
+    if interval.subsec_nanos() != 0 || s == 0 {
+        return None;
+    }
+    match s {
+        s if s < 60 && 60 % s == 0 => Some(format!("*/{s} * * * * *")),
+        s if s % 60 == 0 && s < 3600 && 60 % (s / 60) == 0 => {
+            Some(format!("0 */{} * * * *", s / 60))
+        }
+        s if s % 3600 == 0 && s < 86_400 && 24 % (s / 3600) == 0 => {
+            Some(format!("0 0 */{} * * *", s / 3600))
+        }
+        86_400 => Some("0 0 0 * * *".into()),
+        _ => None,
+    }
+}
+
+/// The daemon proper, until `shutdown` resolves. Tests hand it their own future.
+pub async fn serve(
+    ctx: JobContext,
+    rules: Vec<PreparedRule>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let health = Arc::new(Health::default());
+    let _ = health.started.set(Instant::now());
+    let _ = health.max_interval.set(
+        rules
+            .iter()
+            .map(|r| r.schedule.interval)
+            .max()
+            .unwrap_or_default(),
+    );
+    let _ = health
+        .rules
+        .set(rules.iter().map(|r| r.rule.name.clone()).collect());
+
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let listen = ctx.config.daemon.listen.clone();
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<Arc<Health>>| async move {
+                match h.ready() {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                    Err(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
+                }
+            }),
+        )
+        .with_state(health.clone())
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        );
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("daemon.listen: cannot listen on {listen}"))?;
+    info!(%listen, rules = rules.len(), instance = %ctx.instance, "seqwatch daemon started");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Elasticsearch reachability, for /readyz and the metric.
+    let probe = {
+        let (es, health) = (ctx.es.clone(), health.clone());
+        tokio::spawn(async move {
+            loop {
+                let up = es.health().await.is_ok();
+                crate::metrics::record_es_up(up);
+                if up {
+                    if let Ok(mut g) = health.es_ok_at.lock() {
+                        *g = Some(Instant::now());
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+    };
+
+    let tracker = TaskTracker::new();
+    let mut scheduler = JobScheduler::new()
+        .await
+        .context("starting the scheduler")?;
+    for rule in &rules {
+        let rule = Arc::new(rule.clone());
+        let busy = Arc::new(Mutex::new(()));
+        let on_tick = {
+            let (ctx, rule, busy, tracker, health) = (
+                ctx.clone(),
+                rule.clone(),
+                busy.clone(),
+                tracker.clone(),
+                health.clone(),
+            );
+            move |_id, _sched| {
+                let (ctx, rule, busy, health) =
+                    (ctx.clone(), rule.clone(), busy.clone(), health.clone());
+                let task =
+                    tracker.spawn(async move { run_tick(&ctx, &rule, &busy, &health).await });
+                Box::pin(async move {
+                    let _ = task.await;
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            }
+        };
+        let job = match cron_for(&ctx.config, rule.schedule.interval) {
+            Some(cron) => Job::new_async(cron.as_str(), on_tick),
+            None => Job::new_repeated_async(rule.schedule.interval, on_tick),
+        }
+        .with_context(|| format!("scheduling rule {:?}", rule.rule.name))?;
+        scheduler.add(job).await.context("scheduling")?;
+        // Run once at start, as Kibana does when a rule is enabled.
+        let (ctx2, rule2, busy2, health2) =
+            (ctx.clone(), rule.clone(), busy.clone(), health.clone());
+        tracker.spawn(async move { run_tick(&ctx2, &rule2, &busy2, &health2).await });
+    }
+    scheduler.start().await.context("starting the scheduler")?;
+
+    shutdown.await;
+    info!("shutting down: no new runs; waiting for the current ones");
+    let _ = scheduler.shutdown().await;
+    tracker.close();
+    let deadline = ctx.config.daemon.shutdown_timeout.0;
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(timeout = ?deadline, "runs still going at the shutdown deadline were abandoned; their windows are covered again at the next start");
+    }
+    for rule in &rules {
+        crate::job::release_lease(&ctx, rule, Utc::now()).await;
+    }
+    probe.abort();
+    server.abort();
+    info!("seqwatch daemon stopped");
+    Ok(())
+}
+
+async fn run_tick(ctx: &JobContext, rule: &PreparedRule, busy: &Mutex<()>, health: &Health) {
+    let Ok(_guard) = busy.try_lock() else {
+        warn!(rule = %rule.rule.name, "previous run still going; this tick is skipped");
+        crate::metrics::record_skip(&rule.rule.name, "overlap");
+        return;
+    };
+    match crate::job::run_once(ctx, rule, Utc::now(), RunMode::Scheduled).await {
+        RunResult::Ran(doc) => {
+            crate::metrics::record_run(&doc);
+            if doc.status != crate::state::RunStatus::Failed {
+                if let Ok(mut m) = health.last_success.lock() {
+                    m.insert(rule.rule.name.clone(), Instant::now());
+                }
+                let lag = (Utc::now() - doc.window.to).num_milliseconds().max(0) as f64 / 1000.0;
+                crate::metrics::record_lag(&rule.rule.name, lag);
+            }
+        }
+        RunResult::Skipped { .. } => {
+            crate::metrics::record_skip(&rule.rule.name, "lease");
+            // Another replica runs the rule: that keeps the rule fresh for readiness too.
+            if let Ok(mut m) = health.last_success.lock() {
+                m.insert(rule.rule.name.clone(), Instant::now());
+            }
+        }
+    }
+}
