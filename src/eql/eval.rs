@@ -399,10 +399,17 @@ impl Compiler<'_> {
         left: &ast::Expr,
         right: &ast::Expr,
     ) -> Result<Pred, CompileError> {
+        // A side that reads no field is a constant: ES's `ConstantFolding` turns it into a
+        // literal before `LiteralsOnTheRight`, `ReplaceNullChecks` and the translator's
+        // "right side must be foldable" check run (`ES: optimizer/Optimizer.java`,
+        // `ES:/x-pack/plugin/ql/.../optimizer/OptimizerRules.java`), so
+        // `serial_event_id == number("5")` and `add(0, 1) == serial_event_id` are accepted.
+        let left_const = self.constant(left)?;
+        let right_const = self.constant(right)?;
         // `x == null` / `x != null` are null checks (`ReplaceNullChecks`, `ES: optimizer/Optimizer.java`).
-        let null_side = match (as_literal(left), as_literal(right)) {
-            (_, Some(Literal::Null)) => Some(left),
-            (Some(Literal::Null), _) => Some(right),
+        let null_side = match (&left_const, &right_const) {
+            (_, Some(Val::Null)) => Some(left),
+            (Some(Val::Null), _) => Some(right),
             _ => None,
         };
         if let Some(other) = null_side {
@@ -420,19 +427,17 @@ impl Compiler<'_> {
             });
         }
         // `LiteralsOnTheRight`.
-        let (op, left, right) = if as_literal(left).is_some() && as_literal(right).is_none() {
-            (reversed(op), right, left)
-        } else {
-            (op, left, right)
+        let (op, left, right, value) = match (left_const, right_const) {
+            (Some(l), None) => (reversed(op), right, left, Some(l)),
+            (_, r) => (op, left, right, r),
         };
-        let Some(lit) = as_literal(right) else {
+        let Some(value) = value else {
             return err(
                 &right.span,
                 "Comparisons against fields are not (currently) supported",
             );
         };
         self.check_comparable(left, right)?;
-        let value = literal_val(lit);
         if let Some(field) = as_field(left) {
             return Ok(match op {
                 CmpOp::Eq => self.leaf(
@@ -462,6 +467,23 @@ impl Compiler<'_> {
             fields,
             &e.span,
         )
+    }
+
+    /// The value of `e` when it reads no field (a literal, or a constant expression folded the
+    /// way ES's `ConstantFolding` folds it); `None` when it reads a field.
+    fn constant(&self, e: &ast::Expr) -> Result<Option<Lit>, CompileError> {
+        if let Some(l) = as_literal(e) {
+            return Ok(Some(literal_val(l)));
+        }
+        let mut fields = Vec::new();
+        let s = self.sexpr(e, &mut fields)?;
+        if !fields.is_empty() {
+            return Ok(None);
+        }
+        match s.eval(&[]) {
+            Ok(v) => Ok(Some(v.into_owned())),
+            Err(error) => err(&e.span, format!("constant expression fails: {error}")),
+        }
     }
 
     fn check_comparable(&self, left: &ast::Expr, right: &ast::Expr) -> Result<(), CompileError> {
@@ -936,9 +958,12 @@ impl Compiler<'_> {
                 Box::new(self.sexpr(r, fields)?),
             ),
             ExprKind::Compare { op, left, right } => {
-                let null_side = match (as_literal(left), as_literal(right)) {
-                    (_, Some(Literal::Null)) => Some(left),
-                    (Some(Literal::Null), _) => Some(right),
+                // Constant sides are folded first, as in `compare`.
+                let left_const = self.constant(left)?;
+                let right_const = self.constant(right)?;
+                let null_side = match (&left_const, &right_const) {
+                    (_, Some(Val::Null)) => Some(left),
+                    (Some(Val::Null), _) => Some(right),
                     _ => None,
                 };
                 if let Some(other) = null_side {
@@ -949,17 +974,19 @@ impl Compiler<'_> {
                         _ => return err(&e.span, "null can only be compared with == and !="),
                     });
                 }
-                if as_literal(right).is_none() && as_literal(left).is_none() {
+                if right_const.is_none() && left_const.is_none() {
                     return err(
                         &right.span,
                         "Comparisons against fields are not (currently) supported",
                     );
                 }
-                SExpr::Cmp(
-                    *op,
-                    Box::new(self.sexpr(left, fields)?),
-                    Box::new(self.sexpr(right, fields)?),
-                )
+                let mut side = |c: Option<Lit>, x: &ast::Expr| match c {
+                    Some(v) => Ok(SExpr::Lit(v)),
+                    None => self.sexpr(x, fields),
+                };
+                let l = side(left_const, left)?;
+                let r = side(right_const, right)?;
+                SExpr::Cmp(*op, Box::new(l), Box::new(r))
             }
             ExprKind::In {
                 value,
