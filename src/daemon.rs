@@ -128,6 +128,20 @@ pub fn cron_for(config: &Config, interval: Duration) -> Option<String> {
     }
 }
 
+/// The process-wide Prometheus recorder, installed on first use (a second daemon in the same
+/// process, as in tests, shares it).
+fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let h = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| h).clone())
+}
+
 /// The daemon proper, until `shutdown` resolves. Tests hand it their own future.
 pub async fn serve(
     ctx: JobContext,
@@ -147,9 +161,7 @@ pub async fn serve(
         .rules
         .set(rules.iter().map(|r| r.rule.name.clone()).collect());
 
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let prometheus = prometheus_handle()?;
     let listen = ctx.config.daemon.listen.clone();
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
