@@ -454,10 +454,17 @@ async fn detect(
     let fetch = probe
         .fetch_query(&rule.rule, &iso(window.from), &iso(window.to))
         .map_err(|e| format!("building the query: {e}"))?;
-    let field_types = es
-        .field_types(indices, &fetch.source_includes)
+    let (field_types, matched) = es
+        .field_caps(indices, &fetch.source_includes)
         .await
         .map_err(|e| e.to_string())?;
+    if matched.is_empty() {
+        // Kibana's words (`create_security_rule_type_wrapper.ts`): a warning, not a failure.
+        run.warnings.push(format!(
+            "This rule is attempting to query data from Elasticsearch indices listed in the \"Index patterns\" section of the rule definition, however no index matching: {} was found. This warning will continue to appear until a matching index is created or this rule is disabled.",
+            serde_json::to_string(indices).unwrap_or_default()
+        ));
+    }
     // Timestamps are compared in milliseconds, as ES stores a `date` (a `date_nanos` timestamp
     // would order ties within a millisecond by nanoseconds in ES; not distinguished here).
     let compiled = CompiledRule::compile(

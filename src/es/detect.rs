@@ -160,6 +160,17 @@ impl EsClient {
         indices: &[String],
         fields: &[String],
     ) -> Result<FieldTypes, EsError> {
+        self.field_caps(indices, fields)
+            .await
+            .map(|(types, _)| types)
+    }
+
+    /// [`EsClient::field_types`], and the concrete indices the patterns matched.
+    pub async fn field_caps(
+        &self,
+        indices: &[String],
+        fields: &[String],
+    ) -> Result<(FieldTypes, Vec<String>), EsError> {
         let joined = indices.join(",");
         check_name("index", &joined)?;
         let operation = format!("GET {joined}/_field_caps");
@@ -185,7 +196,13 @@ impl EsClient {
                 }
             }
         }
-        Ok(types)
+        let matched = answer["indices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        Ok((types, matched))
     }
 
     /// Which of `ids` exist in `index` (an index, alias or pattern; missing is "none").
