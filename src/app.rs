@@ -32,7 +32,8 @@ fn load_rule(path: Option<&Path>) -> Result<Rule> {
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let rule = load_rule(args.rule.as_deref())?;
-    let compiled = CompiledRule::compile(&rule, EngineOptions::default())?;
+    // Exports carry no mapping; type the ECS fields as Elastic's data streams map them.
+    let compiled = CompiledRule::compile(&rule, EngineOptions::ecs_process())?;
     let origin = args.events.display().to_string();
     let file = File::open(&args.events).with_context(|| format!("cannot open {origin}"))?;
     let read = crate::replay::read_hits(BufReader::new(file), &origin)
