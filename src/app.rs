@@ -48,7 +48,14 @@ fn load_rule(path: Option<&Path>) -> Result<Rule> {
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let rule = load_rule(args.rule.as_deref())?;
-    let compiled = CompiledRule::compile(&rule, EngineOptions::default())?;
+    let max = args.max_alerts.unwrap_or(rule.max_signals as usize);
+    // Like a rule's max_signals; the matcher would otherwise quietly keep one.
+    anyhow::ensure!(
+        max > 0,
+        "--max-alerts must be at least 1, like a rule's max_signals"
+    );
+    // Exports carry no mapping; type the ECS fields as Elastic's data streams map them.
+    let compiled = CompiledRule::compile(&rule, EngineOptions::ecs_process())?;
     let origin = args.events.display().to_string();
     let file = File::open(&args.events).with_context(|| format!("cannot open {origin}"))?;
     let read = crate::replay::read_hits(BufReader::new(file), &origin)
@@ -56,7 +63,6 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     for bad in &read.bad_lines {
         eprintln!("skipped {bad}");
     }
-    let max = args.max_alerts.unwrap_or(rule.max_signals as usize);
     let hits = read.hits.len();
     let result = crate::replay::correlate(&compiled, read.hits, max)?;
     let stdout = std::io::stdout();

@@ -19,7 +19,7 @@ use crate::correlate::{
 use crate::eql::ast;
 use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
 use crate::eql::pushdown;
-use crate::eql::value::{indexed_value, FieldTypes, Val};
+use crate::eql::value::{indexed_value, FieldType, FieldTypes, Val};
 use crate::event::{event_timestamp, field_values, TimestampError};
 use crate::rule::Rule;
 
@@ -116,6 +116,86 @@ pub struct EngineOptions {
     /// truncated to milliseconds, as Elasticsearch stores a `date`, so ties fall to the
     /// implicit tiebreaker exactly as they do in ES.
     pub timestamp_nanos: bool,
+}
+
+/// ECS keyword fields of process events, as Elastic Defend's `logs-endpoint.events.process-*`
+/// maps them (`keyword`, `ignore_above: 1024`, from the package's `fields.yml`); the CrowdStrike
+/// FDR package declares the same names as `external: ecs`, which gives the same ECS type.
+const ECS_PROCESS_KEYWORDS: &[&str] = &[
+    "agent.id",
+    "event.action",
+    "event.category",
+    "event.code",
+    "event.dataset",
+    "event.id",
+    "event.kind",
+    "event.module",
+    "event.outcome",
+    "event.provider",
+    "event.type",
+    "host.hostname",
+    "host.id",
+    "host.name",
+    "host.os.family",
+    "host.os.full",
+    "host.os.kernel",
+    "host.os.name",
+    "host.os.platform",
+    "host.os.type",
+    "host.os.version",
+    "process.args",
+    "process.entity_id",
+    "process.executable",
+    "process.name",
+    "process.parent.args",
+    "process.parent.entity_id",
+    "process.parent.executable",
+    "process.parent.name",
+    "process.working_directory",
+    "user.id",
+    "user.name",
+];
+
+/// ECS `long` fields of process events (same sources as [`ECS_PROCESS_KEYWORDS`]).
+const ECS_PROCESS_LONGS: &[&str] = &[
+    "event.sequence",
+    "event.severity",
+    "process.args_count",
+    "process.parent.args_count",
+    "process.parent.pid",
+    "process.pid",
+];
+
+/// ECS's `ignore_above` for keyword fields.
+const ECS_KEYWORD_IGNORE_ABOVE: u32 = 1024;
+
+impl EngineOptions {
+    /// The typing Elastic's ECS process data streams give the fields process rules use, for
+    /// correlating exported hits without a cluster to ask for the mapping.
+    ///
+    /// Typing decides what ES sees: a `host.id` of `4242` in one `_source` and `"4242"` in
+    /// another are the same keyword term, so they join, and ES returns the key as the string
+    /// `"4242"` (the keyword value fetcher's `value.toString()`). Typed from JSON alone they
+    /// would be a long and a string and would not join. Fields not listed stay typed from
+    /// their JSON values.
+    pub fn ecs_process() -> Self {
+        let mut field_types = FieldTypes::new();
+        for field in ECS_PROCESS_KEYWORDS {
+            field_types.insert(
+                *field,
+                FieldType::Keyword {
+                    ignore_above: Some(ECS_KEYWORD_IGNORE_ABOVE),
+                },
+            );
+        }
+        for field in ECS_PROCESS_LONGS {
+            field_types.insert(*field, FieldType::Long);
+        }
+        EngineOptions {
+            field_types,
+            timestamp_nanos: false,
+        }
+    }
 }
 
 struct StageFilter {
@@ -564,4 +644,104 @@ pub fn sort_for_replay(rule: &CompiledRule, hits: &mut [Hit]) {
         let tb = rule.tiebreaker(h).ok().flatten();
         (rule.timestamp_ns(h).unwrap_or(i64::MIN), tb.is_none(), tb)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hit(id: &str, source: Value) -> Hit {
+        Hit {
+            index: Arc::from("logs-endpoint.events.process-default"),
+            id: Arc::from(id),
+            source,
+        }
+    }
+
+    fn process(
+        host_id: Value,
+        ts: &str,
+        name: &str,
+        args: &[&str],
+        entity: &str,
+        parent: &str,
+    ) -> Value {
+        json!({
+            "@timestamp": ts,
+            "event": {"category": ["process"], "type": ["start"], "action": "exec"},
+            "host": {"id": host_id, "os": {"type": "linux"}},
+            "process": {"name": name, "args": args, "entity_id": entity,
+                        "parent": {"name": "node", "entity_id": parent}},
+        })
+    }
+
+    fn detections(opts: EngineOptions) -> Vec<Detection> {
+        let rule = Rule::builtin().expect("the built-in rule loads");
+        let compiled = CompiledRule::compile(&rule, opts).expect("the built-in rule compiles");
+        let mut c = compiled.correlator(100);
+        let npm = process(
+            json!(4242),
+            "2026-11-29T10:00:01Z",
+            "node",
+            &["npm", "install"],
+            "e1",
+            "e0",
+        );
+        let sh = process(
+            json!("4242"),
+            "2026-11-29T10:00:02Z",
+            "sh",
+            &["sh"],
+            "e2",
+            "e1",
+        );
+        c.push(&hit("npm", npm)).expect("ordered");
+        c.push(&hit("sh", sh)).expect("ordered");
+        c.finish().detections
+    }
+
+    /// KeywordFieldMapper indexes a JSON number as its text and its value fetcher returns
+    /// `value.toString()`, so ES joins `4242` with `"4242"` and reports the key `"4242"`.
+    #[test]
+    fn ecs_typing_joins_numbers_and_strings_of_keyword_fields() {
+        let typed = detections(EngineOptions::ecs_process());
+        assert_eq!(typed.len(), 1);
+        assert_eq!(typed[0].join_keys[0], KeyValue::str("4242"));
+        assert!(
+            detections(EngineOptions::default()).is_empty(),
+            "typed from JSON alone, a long and a string are different keys"
+        );
+    }
+
+    #[test]
+    fn ecs_typing_covers_every_field_of_the_built_in_rule() {
+        let types = EngineOptions::ecs_process().field_types;
+        for field in [
+            "host.id",
+            "host.os.type",
+            "event.type",
+            "event.action",
+            "event.category",
+            "process.name",
+            "process.args",
+            "process.entity_id",
+            "process.parent.name",
+            "process.parent.entity_id",
+        ] {
+            assert_eq!(
+                types.get(field),
+                Some(FieldType::Keyword {
+                    ignore_above: Some(1024)
+                }),
+                "{field}"
+            );
+        }
+        assert_eq!(types.get("process.pid"), Some(FieldType::Long));
+        assert_eq!(
+            types.get("process.command_line"),
+            None,
+            "wildcard in Defend: left untyped"
+        );
+    }
 }
