@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    BackfillArgs, Cli, Command, ExplainArgs, GenerateArgs, OnceArgs, ReplayArgs, RuleSelection,
-    ValidateArgs,
+    BackfillArgs, Cli, Command, ExplainArgs, GenerateArgs, HealthcheckArgs, OnceArgs, ReplayArgs,
+    RuleSelection, ValidateArgs,
 };
 use crate::config::{CliOverrides, Config, Secrets};
 use crate::engine::{CompiledRule, EngineOptions};
@@ -35,6 +35,54 @@ pub fn main(cli: Cli) -> Result<ExitCode> {
         Command::Generate(args) => generate(args, cli.es_url.as_deref()),
         Command::Replay(args) => replay(args),
         Command::Explain(args) => explain(args),
+        Command::Healthcheck(args) => Ok(healthcheck(
+            Config::load(config_path.as_deref(), &overrides),
+            args,
+        )),
+    }
+}
+
+/// `seqwatch healthcheck`: exit 0 when the daemon answers 200, else 1 — never 2, which Docker
+/// reserves in health checks — so even a configuration error is reported as unhealthy.
+fn healthcheck(
+    config: Result<Config, crate::config::ConfigError>,
+    args: HealthcheckArgs,
+) -> ExitCode {
+    use crate::healthcheck::{check, probe_address, Probe};
+    let target = match (&args.address, config) {
+        (Some(address), _) => probe_address("--address", address),
+        (None, Ok(config)) => probe_address("daemon.listen", &config.daemon.listen),
+        (None, Err(e)) => {
+            eprintln!("unhealthy: the configuration does not load: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let probe = if args.ready {
+        Probe::Ready
+    } else {
+        Probe::Live
+    };
+    let outcome = target.and_then(|addr| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| crate::healthcheck::HealthcheckError::Io {
+                addr,
+                path: probe.path(),
+                source,
+            })?;
+        rt.block_on(check(addr, probe, args.timeout.0))
+            .map(|body| (addr, body))
+    });
+    match outcome {
+        Ok((addr, body)) => {
+            println!("healthy: http://{addr}{} answered 200 {body}", probe.path());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Configuration file (TOML). Without it, `config.toml` in the working directory is read
     /// if it exists; settings can also come from `SEQWATCH_*` environment variables.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "SEQWATCH_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Log format: human-readable text or one JSON object per line.
@@ -55,6 +55,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Print the Elasticsearch query a rule's push-down sends.
     Explain(ExplainArgs),
+    /// Ask a running daemon's /healthz (or /readyz) on `daemon.listen`; exit 0 if healthy,
+    /// else 1. For container health checks: the image has no shell and no curl.
+    Healthcheck(HealthcheckArgs),
 }
 
 // ---- setup -------------------------------------------------------------------------------
@@ -125,6 +128,22 @@ pub struct ReplayArgs {
     /// Keep at most this many sequences (the latest). Default: the rule's max_signals.
     #[arg(long, value_name = "N")]
     pub max_alerts: Option<usize>,
+}
+
+// ---- healthcheck -------------------------------------------------------------------------
+
+/// Arguments of `seqwatch healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Ask /readyz (Elasticsearch reachable, every rule ran recently) instead of /healthz.
+    #[arg(long)]
+    pub ready: bool,
+    /// Address of the daemon. Default: `daemon.listen`, with 0.0.0.0 or [::] probed on loopback.
+    #[arg(long, value_name = "IP:PORT")]
+    pub address: Option<String>,
+    /// Limit on the whole exchange (e.g. 3s, 500ms).
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub timeout: crate::config::HumanDuration,
 }
 
 // ---- explain -----------------------------------------------------------------------------

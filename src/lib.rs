@@ -10,6 +10,7 @@
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
 //! - [`generate`]: deterministic synthetic process events with ground truth.
 //! - [`es`]: the only module that talks to Elasticsearch (client, index templates, bulk writes).
+//! - [`healthcheck`]: `seqwatch healthcheck`, the container's probe of a running daemon.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
@@ -24,6 +25,7 @@ pub mod eql;
 pub mod es;
 pub mod event;
 pub mod generate;
+pub mod healthcheck;
 pub mod job;
 pub mod metrics;
 pub mod replay;
