@@ -31,8 +31,16 @@ pub fn main(cli: Cli) -> Result<ExitCode> {
         Command::Backfill(args) => backfill(load()?, args),
         Command::Validate(args) => validate(load(), args),
         Command::Run(args) => crate::daemon::run(load()?, &args.rules),
-        Command::Setup(args) => setup(cli.es_url.as_deref(), args.with_source_templates),
-        Command::Generate(args) => generate(args, cli.es_url.as_deref()),
+        Command::Setup(args) => setup(&load()?, args.with_source_templates),
+        Command::Generate(args) => {
+            // Loading goes to the configured cluster with the configured credentials.
+            let settings = if args.load {
+                Some(es_settings(&load()?)?)
+            } else {
+                None
+            };
+            generate(args, settings)
+        }
         Command::Replay(args) => replay(args),
         Command::Explain(args) => explain(args),
         Command::Healthcheck(args) => Ok(healthcheck(
@@ -146,7 +154,7 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
 }
 
 /// `seqwatch generate`: NDJSON hits to `--out` (or stdout) and truth to `--truth`; summary on stderr.
-fn generate(args: GenerateArgs, es_url: Option<&str>) -> Result<ExitCode> {
+fn generate(args: GenerateArgs, settings: Option<crate::es::EsSettings>) -> Result<ExitCode> {
     use std::io::Write;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let (from_ms, to_ms) = gen::resolve_range(
@@ -201,7 +209,9 @@ fn generate(args: GenerateArgs, es_url: Option<&str>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let settings = crate::es::EsSettings::new(es_url.unwrap_or(crate::es::DEFAULT_URL));
+    let Some(settings) = settings else {
+        anyhow::bail!("generate --load without connection settings (a bug)");
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -274,11 +284,11 @@ fn generate(args: GenerateArgs, es_url: Option<&str>) -> Result<ExitCode> {
 /// Events per `_bulk` request when loading generated data.
 const LOAD_BATCH: usize = 2_000;
 
-/// `seqwatch setup`: installs the index templates on the node at `es_url` (default
-/// [`crate::es::DEFAULT_URL`]).
-fn setup(es_url: Option<&str>, with_source_templates: bool) -> Result<ExitCode> {
+/// `seqwatch setup`: installs the index templates on the configured cluster, with the
+/// configured credentials (an administrator's: the runtime role cannot manage templates).
+fn setup(config: &Config, with_source_templates: bool) -> Result<ExitCode> {
     use anyhow::Context as _;
-    let settings = crate::es::EsSettings::new(es_url.unwrap_or(crate::es::DEFAULT_URL));
+    let settings = es_settings(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
