@@ -71,15 +71,24 @@ def is_sequence(query: str) -> bool:
 class Runner:
     """Runs both engines, compares, shrinks and writes reproductions."""
 
-    def __init__(self, binary: Path | None, out: Path, work: Path):
+    def __init__(self, binary: Path | None, out: Path, work: Path, model=None):
         self.binary = binary
         self.out = out
         self.work = work
         self.calls = 0
+        # in-process stand-in for seqwatch: (hits, query, name) -> results (see --model)
+        self.model = model
+
+    @property
+    def comparing(self) -> bool:
+        """True if there is something to compare the Python engine with."""
+        return self.binary is not None or self.model is not None
 
     def seqwatch(self, hits: list[dict], query: str, name: str) -> list[dict]:
         """seqwatch's results for `hits` (raises SeqwatchFailed)."""
         self.calls += 1
+        if self.model is not None:
+            return self.model(hits, query, name)
         return replay_hits(self.binary, self.work / "current", hits, query, name, is_sequence(query))
 
     def disagrees(self, case: queries.QueryCase, hits: list[dict]) -> bool:
@@ -128,7 +137,7 @@ class Runner:
             ours = run_python(case.py, hits, case.case_insensitive)
             report.cases += 1
             report.python_results += len(ours)
-            if self.binary is None:
+            if not self.comparing:
                 continue
             try:
                 theirs = self.seqwatch(hits, case.es, case.name)
@@ -155,7 +164,7 @@ def check_known(runner: Runner) -> list[tuple[str, str, str]]:
             status.append(f"PYTHON CHANGED: got {json.dumps(ours)}")
         if difference.expected_python == difference.expected_es:
             status.append("NOT A DIFFERENCE: expected results are equal")
-        if runner.binary is not None:
+        if runner.binary is not None:  # the model knows only the must-agree cases
             try:
                 theirs = runner.seqwatch(difference.hits, difference.query, difference.name)
                 if theirs != difference.expected_es:
@@ -188,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", metavar="NAME", help="run only these must-agree queries")
     parser.add_argument("--python-only", action="store_true",
                         help="run only the Python side (generation, engine, known differences)")
+    parser.add_argument("--model", action="store_true",
+                        help="compare the sequence queries with the harness's own model of Elasticsearch's "
+                             "state machine (tests/fake_seqwatch.py) instead of seqwatch")
     parser.add_argument("--list", action="store_true", help="list the queries and exit")
     args = parser.parse_args(argv)
 
@@ -205,7 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     binary = None
-    if not args.python_only:
+    model = None
+    if args.model:
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+        import fake_seqwatch
+
+        cases = {case.name: case for case in queries.MUST_AGREE}
+        selected = [case for case in selected if is_sequence(case.es)]
+
+        def model(hits, query, name):
+            return fake_seqwatch._sequence_results(cases[name], hits, "")
+    elif not args.python_only:
         try:
             check_binary(args.seqwatch)
         except SeqwatchMissing as error:
@@ -216,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="eql-diff-") as work:
-        runner = Runner(binary, args.out, Path(work))
+        runner = Runner(binary, args.out, Path(work), model)
         if binary is not None:
             problem = preflight(runner)
             if problem:
@@ -228,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             report = QueryReport(case.name)
             runner.run_case(case, args.seed, args.cases, args.events, report)
             reports.append(report)
-            if binary is None:
+            if not runner.comparing:
                 print(f"{case.name:28} cases {report.cases:4}  python results {report.python_results:5}")
             else:
                 print(f"{case.name:28} cases {report.cases:4}  agree {report.agreements:4}  "
@@ -246,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "seed": args.seed, "cases_per_query": args.cases, "events_per_stream": args.events,
-        "seqwatch": str(binary) if binary else None,
+        "seqwatch": str(binary) if binary else ("model" if model else None),
         "queries": [report.__dict__ for report in reports],
         "known_differences": [{"id": i, "name": n, "status": s} for i, n, s in rows],
     }
@@ -257,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     agree = sum(r.agreements for r in reports)
     disagree = sum(r.disagreements for r in reports)
     errors = sum(r.errors for r in reports)
-    if binary is None:
+    if not runner.comparing:
         print(f"\nPython side only: {total} streams over {len(reports)} queries; seqwatch not run.")
     else:
         print(f"\n{agree} agreed, {disagree} disagreed, {errors} errors over {total} streams "
