@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eqldiff import known, queries  # noqa: E402
-from eqldiff.compare import compare, shrink  # noqa: E402
-from eqldiff.gen import generate_stream  # noqa: E402
-from eqldiff.pyengine import run_python  # noqa: E402
-from eqldiff.seqwatch import (  # noqa: E402
+from eqldiff import known, queries
+from eqldiff.compare import compare, shrink
+from eqldiff.gen import generate_stream
+from eqldiff.pyengine import run_python
+from eqldiff.seqwatch import (
     SeqwatchFailed,
     SeqwatchMissing,
     check_binary,

@@ -8,8 +8,8 @@ are compared as lists; a difference in order alone is reported as such.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 def _canonical(result: dict) -> str:

@@ -77,14 +77,14 @@ class StreamOptions:
 
 def iso_ms(epoch_ms: int) -> str:
     """Render epoch milliseconds as an RFC 3339 UTC timestamp with milliseconds."""
-    moment = _dt.datetime.fromtimestamp(epoch_ms / 1000, tz=_dt.timezone.utc)
+    moment = _dt.datetime.fromtimestamp(epoch_ms / 1000, tz=_dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def parse_iso_ms(text: str) -> int:
     """Parse a timestamp written by `iso_ms` back into epoch milliseconds."""
-    moment = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
-    return int(round(moment.timestamp() * 1000))
+    moment = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def hit_time_ms(hit: dict) -> int:

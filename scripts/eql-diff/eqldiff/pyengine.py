@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import copy
 
-import eql
 import eql.utils
 from eql.parser import ParserConfig, elasticsearch_syntax
+
+import eql
 
 from .gen import ARRAY_FIELDS, get_path, hit_time_ms
 

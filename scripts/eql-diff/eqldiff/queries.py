@@ -89,8 +89,8 @@ MUST_AGREE: tuple[QueryCase, ...] = (
         (_S0, _S0_PY, _BY_E),
         (_S1, _S1_PY, _BY_P),
         ('process where event.type == "start" and process.parent.name == "node" and process.name == "sh"',
-         'process where arrayContains(event.type, "start") and process.parent.name == "node" and '
-         'process.name == "sh"', _BY_P),
+         ('process where arrayContains(event.type, "start") and process.parent.name == "node" and '
+          'process.name == "sh"'), _BY_P),
     ]),
     _both("stage_keys_only", "sequence with maxspan=10s",
           [(_S0, _S0_PY, " by host.id, process.entity_id"), (_S1, _S1_PY, " by host.id, process.parent.entity_id")]),

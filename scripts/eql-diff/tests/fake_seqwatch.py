@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eqldiff import known, pyengine, queries  # noqa: E402
-from eqldiff.gen import get_path, hit_time_ms  # noqa: E402
-from eqldiff.seqwatch import read_ndjson  # noqa: E402
+from eqldiff import known, pyengine, queries
+from eqldiff.gen import get_path, hit_time_ms
+from eqldiff.seqwatch import read_ndjson
 
 
 def _key_values(source: dict, fields: list[str]) -> list[tuple]:

@@ -8,6 +8,7 @@ Run from the repository root:  python3 -m unittest discover -s scripts/eql-diff/
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import sys
@@ -21,10 +22,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import fake_seqwatch  # noqa: E402
-import run  # noqa: E402
-from eqldiff import compare, gen, known, pyengine, queries, seqwatch  # noqa: E402
-from eqldiff.known import hit, ref, seq  # noqa: E402
+import fake_seqwatch
+import run
+from eqldiff import compare, gen, known, pyengine, queries, seqwatch
+from eqldiff.known import hit, ref, seq
 
 FAKE = HERE / "fake_seqwatch.py"
 CASES = {case.name: case for case in queries.MUST_AGREE}
@@ -53,7 +54,7 @@ class GeneratorTest(unittest.TestCase):
     def test_ties_are_frequent_by_default_and_absent_when_disabled(self):
         def ties(hits):
             times = [gen.hit_time_ms(h) for h in hits]
-            return sum(1 for a, b in zip(times, times[1:]) if a == b)
+            return sum(1 for a, b in itertools.pairwise(times) if a == b)
 
         self.assertGreater(sum(ties(gen.generate_stream(s)) for s in range(10)), 50)
         no_ties = gen.StreamOptions(ties=False)
@@ -92,8 +93,8 @@ def rule_stream(*events):
     """Hits for the production rule: (id, offset_ms, role, entity, parent_entity)."""
     hits = []
     for doc_id, offset, role, entity, parent in events:
-        fields = dict(host__id="h1", host__os__type="linux", event__type=["start"], event__action="exec",
-                      process__entity_id=entity, process__parent__entity_id=parent)
+        fields = {"host__id": "h1", "host__os__type": "linux", "event__type": ["start"], "event__action": "exec",
+                  "process__entity_id": entity, "process__parent__entity_id": parent}
         if role == "parent":
             fields.update(process__name="node", process__args=["node", "/usr/bin/npm", "install"],
                           process__parent__name="bash")
@@ -245,9 +246,8 @@ class ReplayContractTest(unittest.TestCase):
     def test_contract_violations_name_the_line(self):
         for bad, sequence in (("not json", False), ("[1]", False), ('{"_id": "a"}', False),
                               ('{"events": []}', True), ('{"join_keys": [], "events": [{"_id": 1}]}', True)):
-            with self.subTest(bad=bad):
-                with self.assertRaisesRegex(seqwatch.SeqwatchFailed, "line 1"):
-                    seqwatch.parse_output(bad, sequence)
+            with self.subTest(bad=bad), self.assertRaisesRegex(seqwatch.SeqwatchFailed, "line 1"):
+                seqwatch.parse_output(bad, sequence)
 
     def test_ndjson_round_trip(self):
         hits = gen.generate_stream(2)
@@ -302,6 +302,21 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(status, 2)
         self.assertIn("seqwatch binary not found at /nonexistent/seqwatch", err)
         self.assertIn("Nothing was compared", err)
+
+    def test_python_only_runs_without_a_binary(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            status, out, _ = run_main("--python-only", "--seqwatch", "/nonexistent/seqwatch", "--out", tmp,
+                                      "--only", "production_rule", "--cases", "2", "--events", "40")
+        self.assertEqual(status, 0, out)
+        self.assertIn("seqwatch not run", out)
+
+    def test_model_mode_compares_sequence_queries_only(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            status, out, _ = run_main("--model", "--out", tmp, "--only", "production_rule", "colon_equals",
+                                      "--cases", "3", "--events", "60")
+            summary = json.loads((Path(tmp) / "summary.json").read_text())
+        self.assertEqual(status, 0, out)
+        self.assertEqual([(q["name"], q["agreements"]) for q in summary["queries"]], [("production_rule", 3)])
 
     def test_unbuilt_replay_exits_2(self):
         with tempfile.TemporaryDirectory() as tmp:
