@@ -1,0 +1,608 @@
+//! Detection rules: loading Elastic detection-rules TOML files (`[metadata]`, `[rule]`,
+//! `[[rule.threat]]`) into a typed [`Rule`] with its EQL query already parsed.
+//!
+//! Every error names the place: `file:line:column` in the TOML file, also for a bad EQL
+//! query (the query's offset inside the TOML string is mapped back to the file). Only EQL
+//! rules are accepted. Defaults follow Kibana: `interval` 5m, `max_signals` 100.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::eql::{self, ast, ParseError, SourceOrigin};
+
+/// Kibana's default rule interval.
+const DEFAULT_INTERVAL: &str = "5m";
+/// Kibana's default `max_signals`.
+const DEFAULT_MAX_SIGNALS: u32 = 100;
+
+/// The built-in rule shipped with seqwatch (written by us, after detection-rules v2).
+const BUILTIN_RULE: &str = include_str!("../rules/nodejs-install-script.toml");
+/// Origin name used in errors about the built-in rule.
+const BUILTIN_ORIGIN: &str = "rules/nodejs-install-script.toml";
+
+/// A loaded, validated EQL detection rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Where the rule came from (file path, or the built-in name).
+    pub origin: String,
+    /// `[rule] name`.
+    pub name: String,
+    /// `[rule] rule_id`: the static id shared by every install of the rule.
+    pub rule_id: String,
+    /// `[rule] description`.
+    pub description: String,
+    /// `[rule] query`, as written.
+    pub query_text: String,
+    /// The parsed query.
+    pub query: ast::Query,
+    /// `[rule] index`: index patterns searched.
+    pub index: Vec<String>,
+    /// `[rule] from` as written (`now-9m`).
+    pub from: String,
+    /// How far back from "now" each run looks (`now-9m` → 9 minutes).
+    pub lookback: Duration,
+    /// `[rule] interval` as written (default `5m`).
+    pub interval_text: String,
+    /// How often the rule runs.
+    pub interval: Duration,
+    /// `[rule] max_signals` (default 100).
+    pub max_signals: u32,
+    /// `[rule] risk_score`, 0–100.
+    pub risk_score: u8,
+    /// `[rule] severity`.
+    pub severity: Severity,
+    /// `[[rule.threat]]`: MITRE ATT&CK mapping.
+    pub threat: Vec<Threat>,
+    /// `[rule] tags`.
+    pub tags: Vec<String>,
+    /// `[rule] references`.
+    pub references: Vec<String>,
+    /// `[rule] author`.
+    pub author: Vec<String>,
+    /// `[rule] license`.
+    pub license: Option<String>,
+    /// `[rule] version`, when the file has one (upstream files keep it in a version lock).
+    pub version: Option<u32>,
+    /// `[rule] timestamp_override`.
+    pub timestamp_override: Option<String>,
+    /// `[rule] tiebreaker_field`.
+    pub tiebreaker_field: Option<String>,
+    /// `[rule] event_category_override`.
+    pub event_category_override: Option<String>,
+}
+
+/// Rule severity, as Kibana spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// `low`
+    Low,
+    /// `medium`
+    Medium,
+    /// `high`
+    High,
+    /// `critical`
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name Kibana writes into alerts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[rule.threat]]` entry: a tactic and the techniques under it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threat {
+    /// Always `MITRE ATT&CK` in practice.
+    pub framework: String,
+    /// The tactic, e.g. `TA0003 Persistence`.
+    pub tactic: ThreatTactic,
+    /// Techniques under the tactic (may be empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub technique: Vec<ThreatTechnique>,
+}
+
+/// A MITRE ATT&CK tactic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreatTactic {
+    /// `TA0003`
+    pub id: String,
+    /// `Persistence`
+    pub name: String,
+    /// Link to the tactic page.
+    pub reference: String,
+}
+
+/// A MITRE ATT&CK technique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreatTechnique {
+    /// `T1059`
+    pub id: String,
+    /// `Command and Scripting Interpreter`
+    pub name: String,
+    /// Link to the technique page.
+    pub reference: String,
+    /// Sub-techniques (may be empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtechnique: Vec<ThreatSubtechnique>,
+}
+
+/// A MITRE ATT&CK sub-technique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreatSubtechnique {
+    /// `T1059.004`
+    pub id: String,
+    /// `Unix Shell`
+    pub name: String,
+    /// Link to the sub-technique page.
+    pub reference: String,
+}
+
+/// Why a rule could not be loaded. Every variant names the file and, where there is one,
+/// the line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The file could not be read.
+    #[error("{path}: cannot read rule file: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The directory could not be listed.
+    #[error("{path}: cannot list rule directory: {source}")]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a field has the wrong type or is missing.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Toml {
+        /// The file.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the TOML reader said.
+        message: String,
+    },
+    /// A field has a value we cannot use.
+    #[error("{origin}:{line}:{column}: [rule].{field}: {message}")]
+    Field {
+        /// The file.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field under `[rule]`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The EQL query does not parse; `rendered` points into the TOML file.
+    #[error("{rendered}")]
+    Query {
+        /// The rendered error, `file:line:column: message` plus source line and carets.
+        rendered: String,
+        /// The error in query coordinates.
+        error: ParseError,
+    },
+}
+
+/// All errors met while loading a directory of rules.
+#[derive(Debug, thiserror::Error)]
+#[error("{} rule file(s) failed to load:\n{}", .errors.len(), join_errors(.errors))]
+pub struct RuleDirError {
+    /// One entry per failing file (or per directory problem), in file-name order.
+    pub errors: Vec<RuleError>,
+}
+
+fn join_errors(errors: &[RuleError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The TOML shape of a rule file; unknown keys (setup, note, metadata, …) are ignored.
+#[derive(Deserialize)]
+struct RuleFile {
+    rule: RawRule,
+}
+
+#[derive(Deserialize)]
+struct RawRule {
+    name: String,
+    rule_id: String,
+    #[serde(default)]
+    description: String,
+    query: Spanned<String>,
+    #[serde(default)]
+    index: Vec<String>,
+    from: Spanned<String>,
+    interval: Option<Spanned<String>>,
+    max_signals: Option<Spanned<i64>>,
+    risk_score: Spanned<i64>,
+    severity: Spanned<String>,
+    #[serde(default)]
+    threat: Vec<Threat>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    references: Vec<String>,
+    #[serde(default)]
+    author: Vec<String>,
+    license: Option<String>,
+    version: Option<Spanned<i64>>,
+    language: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    rule_type: Spanned<String>,
+    timestamp_override: Option<String>,
+    tiebreaker_field: Option<String>,
+    event_category_override: Option<String>,
+}
+
+impl Rule {
+    /// The built-in rule ("Node.js Pre or Post-Install Script Execution"), compiled in.
+    pub fn builtin() -> Result<Rule, RuleError> {
+        Rule::from_toml_str(BUILTIN_RULE, BUILTIN_ORIGIN)
+    }
+
+    /// Reads and validates one rule file.
+    pub fn load(path: &Path) -> Result<Rule, RuleError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Rule::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Loads every `*.toml` file of `dir`, sorted by file name, collecting all errors.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, RuleDirError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| RuleDirError {
+            errors: vec![RuleError::ReadDir {
+                path: dir.to_path_buf(),
+                source,
+            }],
+        })?;
+        let mut paths = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+                        paths.push(path);
+                    }
+                }
+                Err(source) => errors.push(RuleError::ReadDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }),
+            }
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        let mut rules = Vec::new();
+        for path in paths {
+            match Rule::load(&path) {
+                Ok(rule) => rules.push(rule),
+                Err(err) => errors.push(err),
+            }
+        }
+        if errors.is_empty() {
+            Ok(rules)
+        } else {
+            Err(RuleDirError { errors })
+        }
+    }
+
+    /// Parses and validates a rule from TOML text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Rule, RuleError> {
+        let file: RuleFile = toml::from_str(text).map_err(|err| {
+            let at = err.span().map_or(0, |span| span.start);
+            let pos = eql::error::line_col(text, at);
+            RuleError::Toml {
+                origin: origin.to_string(),
+                line: pos.line,
+                column: pos.column,
+                message: err.message().trim_end().to_string(),
+            }
+        })?;
+        let raw = file.rule;
+        let field_error = |field: &'static str, span: std::ops::Range<usize>, message: String| {
+            let pos = eql::error::line_col(text, span.start);
+            RuleError::Field {
+                origin: origin.to_string(),
+                line: pos.line,
+                column: pos.column,
+                field,
+                message,
+            }
+        };
+
+        if raw.rule_type.get_ref() != "eql" {
+            return Err(field_error(
+                "type",
+                raw.rule_type.span(),
+                format!(
+                    "rule type is \"{}\"; only \"eql\" rules are supported",
+                    raw.rule_type.get_ref()
+                ),
+            ));
+        }
+        if let Some(language) = &raw.language {
+            if language.get_ref() != "eql" {
+                return Err(field_error(
+                    "language",
+                    language.span(),
+                    format!(
+                        "query language is \"{}\"; only \"eql\" rules are supported",
+                        language.get_ref()
+                    ),
+                ));
+            }
+        }
+
+        let query_text = raw.query.get_ref().clone();
+        let query = eql::parse(&query_text)
+            .map_err(|error| query_error(text, origin, &raw.query, error))?;
+        // Compile every filter once now, so that what the evaluator refuses (an untranslatable
+        // regex, a type error) is reported here, at its place in the file, not at the first run.
+        check_compiles(&query, raw.event_category_override.as_deref())
+            .map_err(|error| query_error(text, origin, &raw.query, error))?;
+
+        let lookback = parse_from(raw.from.get_ref())
+            .map_err(|message| field_error("from", raw.from.span(), message))?;
+        let (interval_text, interval) = match &raw.interval {
+            None => (DEFAULT_INTERVAL.to_string(), Duration::from_secs(300)),
+            Some(interval) => (
+                interval.get_ref().clone(),
+                parse_interval(interval.get_ref())
+                    .map_err(|message| field_error("interval", interval.span(), message))?,
+            ),
+        };
+        let max_signals = match &raw.max_signals {
+            None => DEFAULT_MAX_SIGNALS,
+            Some(value) => u32::try_from(*value.get_ref())
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    field_error(
+                        "max_signals",
+                        value.span(),
+                        format!("must be a positive integer, found {}", value.get_ref()),
+                    )
+                })?,
+        };
+        let risk_score = u8::try_from(*raw.risk_score.get_ref())
+            .ok()
+            .filter(|v| *v <= 100)
+            .ok_or_else(|| {
+                field_error(
+                    "risk_score",
+                    raw.risk_score.span(),
+                    format!(
+                        "must be an integer from 0 to 100, found {}",
+                        raw.risk_score.get_ref()
+                    ),
+                )
+            })?;
+        let severity = match raw.severity.get_ref().as_str() {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(field_error(
+                    "severity",
+                    raw.severity.span(),
+                    format!("must be one of low, medium, high, critical; found \"{other}\""),
+                ))
+            }
+        };
+        let version = match &raw.version {
+            None => None,
+            Some(value) => Some(u32::try_from(*value.get_ref()).map_err(|_| {
+                field_error(
+                    "version",
+                    value.span(),
+                    format!("must be a non-negative integer, found {}", value.get_ref()),
+                )
+            })?),
+        };
+
+        Ok(Rule {
+            origin: origin.to_string(),
+            name: raw.name,
+            rule_id: raw.rule_id,
+            description: raw.description,
+            query_text,
+            query,
+            index: raw.index,
+            from: raw.from.into_inner(),
+            lookback,
+            interval_text,
+            interval,
+            max_signals,
+            risk_score,
+            severity,
+            threat: raw.threat,
+            tags: raw.tags,
+            references: raw.references,
+            author: raw.author,
+            license: raw.license,
+            version,
+            timestamp_override: raw.timestamp_override,
+            tiebreaker_field: raw.tiebreaker_field,
+            event_category_override: raw.event_category_override,
+        })
+    }
+}
+
+/// Renders a query parse error so that it points into the TOML file.
+///
+/// For literal strings (`'''…'''`, `'…'`) and basic strings without escapes the query text is
+/// the file text verbatim, so the error is rendered against the file itself. Otherwise
+/// (escapes change offsets) it is rendered against the query with the start of the string
+/// as line/column offset.
+/// Compiles each filter of the query with the evaluator; the first refusal, as a parse error.
+fn check_compiles(query: &ast::Query, category_field: Option<&str>) -> Result<(), ParseError> {
+    let mut opts = eql::eval::EvalOptions::default();
+    if let Some(field) = category_field {
+        opts.event_category_field = field.to_owned();
+    }
+    let filters: Vec<&ast::EventFilter> = match query {
+        ast::Query::Event(f) => vec![f],
+        ast::Query::Sequence(s) => s
+            .stages
+            .iter()
+            .chain(s.until.iter())
+            .map(|st| &st.filter)
+            .collect(),
+    };
+    for f in filters {
+        eql::eval::CompiledFilter::compile(f, &opts)
+            .map_err(|e| ParseError::new(e.span, e.message))?;
+    }
+    Ok(())
+}
+
+fn query_error(text: &str, origin: &str, query: &Spanned<String>, error: ParseError) -> RuleError {
+    let span = query.span();
+    let raw = text.get(span.clone()).unwrap_or("");
+    let (open, close) = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        (3, 3)
+    } else {
+        (1, 1)
+    };
+    let mut content_start = span.start + open.min(raw.len());
+    // TOML trims a newline directly after the opening delimiter of a multi-line string.
+    if open == 3 {
+        if text[content_start..].starts_with("\r\n") {
+            content_start += 2;
+        } else if text[content_start..].starts_with('\n') {
+            content_start += 1;
+        }
+    }
+    let content_end = span.end.saturating_sub(close).max(content_start);
+    let verbatim = text.get(content_start..content_end) == Some(query.get_ref().as_str());
+
+    let rendered = if verbatim {
+        let shifted = ParseError::new(
+            error.span.start + content_start..error.span.end + content_start,
+            error.message.clone(),
+        );
+        shifted.render(
+            text,
+            &SourceOrigin {
+                name: Some(origin),
+                ..SourceOrigin::default()
+            },
+        )
+    } else {
+        let start = eql::error::line_col(text, content_start);
+        error.render(
+            query.get_ref(),
+            &SourceOrigin {
+                name: Some(origin),
+                line_offset: start.line - 1,
+                column_offset: start.column - 1,
+            },
+        )
+    };
+    RuleError::Query { rendered, error }
+}
+
+/// `now-<N><unit>` (Kibana date math, as rules write `from`) → the look-back duration.
+pub fn parse_from(text: &str) -> Result<Duration, String> {
+    let Some(amount) = text.strip_prefix("now-") else {
+        return Err(format!(
+            "expected date math of the form now-<number><unit> (e.g. now-9m), found \"{text}\""
+        ));
+    };
+    parse_amount(amount).map_err(|why| format!("{why} in \"{text}\""))
+}
+
+/// `<N><unit>` (Kibana interval, e.g. `5m`) → duration.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    parse_amount(text).map_err(|why| format!("{why} in \"{text}\" (expected e.g. 5m)"))
+}
+
+/// `<N><unit>` with unit `s`, `m`, `h` or `d` and N a positive integer.
+fn parse_amount(text: &str) -> Result<Duration, String> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return Err("missing number".to_string());
+    }
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("number {digits} is too large"))?;
+    if value == 0 {
+        return Err("the duration must be positive".to_string());
+    }
+    let seconds_per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "" => return Err("missing unit (s, m, h or d)".to_string()),
+        other => return Err(format!("unknown unit \"{other}\" (use s, m, h or d)")),
+    };
+    value
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_math_and_intervals() {
+        assert_eq!(parse_from("now-9m"), Ok(Duration::from_secs(540)));
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_from("now+9m"),
+            Err(
+                "expected date math of the form now-<number><unit> (e.g. now-9m), found \"now+9m\""
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            parse_interval("5x"),
+            Err("unknown unit \"x\" (use s, m, h or d) in \"5x\" (expected e.g. 5m)".to_string())
+        );
+        assert_eq!(
+            parse_from("now-0s"),
+            Err("the duration must be positive in \"now-0s\"".to_string())
+        );
+    }
+}

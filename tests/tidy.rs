@@ -1,0 +1,86 @@
+//! Architecture invariants that a grep can check (cf. rust-analyzer's `tidy.rs`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Modules that must stay pure: no I/O, no async runtime, no Elasticsearch client.
+const PURE: &[&str] = &[
+    "src/eql",
+    "src/correlate",
+    "src/event.rs",
+    "src/window.rs",
+    "src/alert.rs",
+];
+const FORBIDDEN: &[&str] = &[
+    "crate::es",
+    "tokio",
+    "elasticsearch::",
+    "reqwest",
+    "std::fs",
+    "std::net::TcpStream",
+    "Utc::now",
+    "SystemTime::now",
+];
+
+fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            rust_files(&e.unwrap().path(), out);
+        }
+    } else if p.extension().is_some_and(|e| e == "rs") {
+        out.push(p.to_path_buf());
+    }
+}
+
+#[test]
+fn pure_modules_do_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for p in PURE {
+        assert!(
+            root.join(p).exists(),
+            "{p} is listed as pure but does not exist"
+        );
+        rust_files(&root.join(p), &mut files);
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("alert.rs")),
+        "the pure-module list is stale"
+    );
+    let mut bad = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        // Tests inside a pure module may use anything; the module itself may not.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") {
+                continue;
+            }
+            for word in FORBIDDEN {
+                if l.contains(word) {
+                    bad.push(format!(
+                        "{}:{}: uses {word}",
+                        f.strip_prefix(root).unwrap().display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "pure modules must not do I/O:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn main_rs_stays_thin() {
+    let main =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
+    assert!(
+        main.lines().count() <= 40,
+        "src/main.rs should only hand over to app"
+    );
+}
