@@ -73,6 +73,10 @@ class StreamOptions:
     vary_case: bool = True
     #: allow equal timestamps; if False every event gets its own millisecond
     ties: bool = True
+    #: sometimes write a field with a dotted key (`{"process": {"parent.name": x}}`)
+    dotted_keys: bool = True
+    #: sometimes leave out fields no query tests under negation (parent name, args, executable)
+    missing_fields: bool = True
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -98,6 +102,30 @@ def set_path(obj: dict, path: str, value) -> None:
     for part in parts[:-1]:
         obj = obj.setdefault(part, {})
     obj[parts[-1]] = value
+
+
+def nest_dotted(obj):
+    """A copy of `obj` with dotted keys expanded into nested objects.
+
+    Elasticsearch treats `{"process.name": x}` and `{"process": {"name": x}}` as the same field;
+    the Python engine only walks nested objects. The generator never writes one leaf both ways.
+    """
+    if isinstance(obj, list):
+        return [nest_dotted(item) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out: dict = {}
+    for key, value in obj.items():
+        value = nest_dotted(value)
+        parts = key.split(".")
+        holder = out
+        for part in parts[:-1]:
+            holder = holder.setdefault(part, {})
+        if isinstance(holder.get(parts[-1]), dict) and isinstance(value, dict):
+            holder[parts[-1]].update(value)
+        else:
+            holder[parts[-1]] = value
+    return out
 
 
 def get_path(obj, path: str):
@@ -166,19 +194,39 @@ class _Builder:
         os_type: str,
         category: str = "process",
     ) -> None:
-        """Emit one process event with every field the queries use (never a null key)."""
+        """Emit one process event (never a null join key; see StreamOptions for variations)."""
+        rng = self.rng
+        fields = [
+            ("event.category", self.maybe_scalar([category])),
+            ("event.type", self.maybe_scalar([event_type])),
+            ("event.action", action),
+            ("host.id", host),
+            ("host.os.type", os_type),
+            ("process.entity_id", entity),
+            ("process.name", name),
+            ("process.pid", rng.randrange(1, 40000)),
+            ("process.executable", executable),
+            ("process.args", self.maybe_scalar(list(args))),
+            ("process.parent.entity_id", parent_entity),
+            ("process.parent.name", parent_name),
+        ]
+        if rng.random() < 0.2:
+            fields.append(("process.working_directory", rng.choice(("/home/dev/app", "/tmp", "/"))))
         source: dict = {}
-        set_path(source, "event.category", self.maybe_scalar([category]))
-        set_path(source, "event.type", self.maybe_scalar([event_type]))
-        set_path(source, "event.action", action)
-        set_path(source, "host.id", host)
-        set_path(source, "host.os.type", os_type)
-        set_path(source, "process.entity_id", entity)
-        set_path(source, "process.name", name)
-        set_path(source, "process.executable", executable)
-        set_path(source, "process.args", self.maybe_scalar(list(args)))
-        set_path(source, "process.parent.entity_id", parent_entity)
-        set_path(source, "process.parent.name", parent_name)
+        for path, value in fields:
+            optional = path in ("process.parent.name", "process.args", "process.executable")
+            if optional and self.options.missing_fields and rng.random() < 0.04:
+                continue
+            parts = path.split(".")
+            if self.options.dotted_keys and len(parts) > 1 and rng.random() < 0.08:
+                # write the tail of the path as one dotted key, at a random depth
+                split = rng.randrange(0, len(parts) - 1)
+                holder = source
+                for part in parts[:split]:
+                    holder = holder.setdefault(part, {})
+                holder[".".join(parts[split:])] = value
+            else:
+                set_path(source, path, value)
         self.emit(time_ms, source)
 
     def install_tree(self, start_ms: int) -> None:

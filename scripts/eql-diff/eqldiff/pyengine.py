@@ -10,14 +10,13 @@ and restores afterwards. Results come out in seqwatch replay's shape so they can
 from __future__ import annotations
 
 import contextlib
-import copy
 
 import eql.utils
 from eql.parser import ParserConfig, elasticsearch_syntax
 
 import eql
 
-from .gen import ARRAY_FIELDS, get_path, hit_time_ms
+from .gen import ARRAY_FIELDS, get_path, hit_time_ms, nest_dotted
 
 #: Key under which the adapter stores the hit's `_index`/`_id` inside the event data.
 REF_KEY = "_eqldiff_ref"
@@ -48,11 +47,12 @@ def parse(query_text: str):
 def python_view(source: dict) -> dict:
     """The `_source` as the Python engine should see it.
 
-    Elasticsearch treats `"x"` and `["x"]` alike; the Python engine does not, so the ECS array
-    fields are always given to it as lists (the Python queries test them with `arrayContains`
+    Elasticsearch treats `"x"` and `["x"]` alike, and a dotted key like a nested object; the
+    Python engine does neither. So dotted keys are expanded, and the ECS array fields are
+    always given to it as lists (the Python queries test them with `arrayContains`
     or `arraySearch`, see `queries`).
     """
-    view = copy.deepcopy(source)
+    view = nest_dotted(source)
     for path in ARRAY_FIELDS:
         value = get_path(view, path)
         if value is not None and not isinstance(value, list):

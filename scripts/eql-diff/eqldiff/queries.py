@@ -151,6 +151,16 @@ MUST_AGREE: tuple[QueryCase, ...] = (
               'process where process.name == "node" or process.parent.name == "node"'),
     QueryCase("optional_missing_is_null", 'process where ?process.working_directory == null',
               'process where ?process.working_directory == null'),
+    QueryCase("null_checks", 'process where process.parent.name == null or process.working_directory != null',
+              'process where process.parent.name == null or process.working_directory != null'),
+    QueryCase("number_range", 'process where process.pid >= 1000 and process.pid < 5000',
+              'process where process.pid >= 1000 and process.pid < 5000'),
+    _both("functions_sequence", "sequence by host.id with maxspan=5s", [
+        ('process where startsWith(process.name, "no") and process.pid > 100',
+         'process where startsWith(process.name, "no") and process.pid > 100', _BY_E),
+        ('process where endsWith(process.parent.name, "de")',
+         'process where endsWith(process.parent.name, "de")', _BY_P),
+    ]),
 )
 
 

@@ -54,6 +54,7 @@ rule_id = "diff-1"
 type = "eql"
 language = "eql"
 index = ["logs-*"]
+from = "now-9m"
 risk_score = 47
 severity = "medium"
 description = "differential test"

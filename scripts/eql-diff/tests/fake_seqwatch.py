@@ -31,12 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eqldiff import known, pyengine, queries
-from eqldiff.gen import get_path, hit_time_ms
+from eqldiff.gen import get_path, hit_time_ms, nest_dotted
 from eqldiff.seqwatch import read_ndjson
 
 
 def _key_values(source: dict, fields: list[str]) -> list[tuple]:
     """All key tuples of an event (cartesian product); none if a key has no value."""
+    source = nest_dotted(source)
     per_field = []
     for path in fields:
         value = get_path(source, path)

@@ -31,8 +31,15 @@ FAKE = HERE / "fake_seqwatch.py"
 CASES = {case.name: case for case in queries.MUST_AGREE}
 
 
+def _all_keys(obj):
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield key
+            yield from _all_keys(value)
+
+
 def key_values(hits, path):
-    return [gen.get_path(h["_source"], path) for h in hits]
+    return [gen.get_path(gen.nest_dotted(h["_source"]), path) for h in hits]
 
 
 class GeneratorTest(unittest.TestCase):
@@ -83,6 +90,19 @@ class GeneratorTest(unittest.TestCase):
         self.assertGreater(maxspan_matters, 0)
         self.assertGreater(until_matters, 0)
         self.assertGreater(exact_boundary, 0)
+
+    def test_dotted_keys_and_missing_optional_fields_occur_and_nest_back(self):
+        dotted = missing = 0
+        for s in range(20):
+            for h in gen.generate_stream(s):
+                text = json.dumps(h["_source"])
+                dotted += '.' in "".join(k for k in _all_keys(h["_source"]))
+                missing += gen.get_path(gen.nest_dotted(h["_source"]), "process.parent.name") is None
+                self.assertIsInstance(gen.get_path(gen.nest_dotted(h["_source"]), "process.entity_id"), str, text)
+        self.assertGreater(dotted, 0)
+        self.assertGreater(missing, 0)
+        self.assertEqual(gen.nest_dotted({"process": {"parent.name": "node", "parent": {"pid": 1}}, "host.id": "h"}),
+                         {"process": {"parent": {"name": "node", "pid": 1}}, "host": {"id": "h"}})
 
     def test_iso_timestamps_round_trip(self):
         for offset in (0, 1, 999, 10000, 86_400_001):
@@ -337,9 +357,17 @@ class EndToEndTest(unittest.TestCase):
     def test_a_bug_is_found_and_shrunk_to_the_boundary_pair(self):
         """A replay that rejects a span equal to maxspan disagrees; the repro is the parent and
         the child exactly 10 s later, nothing else."""
+        case = CASES["production_rule"]
+
+        def shows_bug(seed):
+            hits = gen.generate_stream(run.case_seed(seed, case.name, 0), case.stream_options(40))
+            return fake_seqwatch._sequence_results(case, hits, "") != fake_seqwatch._sequence_results(
+                case, hits, "exclusive-maxspan")
+
+        seed = next(s for s in range(1, 200) if shows_bug(s))
         with tempfile.TemporaryDirectory() as tmp:
             status, out, _ = run_main("--seqwatch", str(FAKE), "--out", tmp, "--only", "production_rule",
-                                      "--cases", "1", "--events", "40",
+                                      "--cases", "1", "--events", "40", "--seed", str(seed),
                                       env={"FAKE_SEQWATCH_BUG": "exclusive-maxspan"})
             self.assertEqual(status, 1, out)
             self.assertIn("disagree   1", out)
