@@ -108,6 +108,18 @@ MUST_AGREE: tuple[QueryCase, ...] = (
         ('process where process.parent.name == "node"', 'process where process.parent.name == "node"',
          _BY_P + " with runs=2"),
     ]),
+    _both("until_by_parent", "sequence by host.id with maxspan=10s",
+          [(_S0, _S0_PY, _BY_E), (_S1, _S1_PY, _BY_P)],
+          until=('[process where event.action == "end"] by process.parent.entity_id',
+                 '[process where event.action == "end"] by process.parent.entity_id')),
+    _both("same_filter_twice", "sequence by host.id with maxspan=2s", [
+        ('process where process.name == "node"', 'process where process.name == "node"', ""),
+        ('process where process.name == "node"', 'process where process.name == "node"', ""),
+    ]),
+    _both("runs_3_same_key", "sequence by host.id with maxspan=3s", [
+        ('process where process.parent.name == "node"', 'process where process.parent.name == "node"',
+         " with runs=3"),
+    ]),
     _both("insensitive_sequence", "sequence by host.id with maxspan=10s", [
         ('process where process.name : "NODE" and process.args : "inst*"',
          'process where process.name : "NODE" and arraySearch(process.args, a, a : "inst*")', _BY_E),
