@@ -12,7 +12,15 @@ pub fn init(log: &LogConfig) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| f.parse::<EnvFilter>().ok())
-        .or_else(|| log.level.parse::<EnvFilter>().ok())
+        .or_else(|| {
+            // The scheduler crate logs its own bookkeeping at info; keep it out unless asked for.
+            let quiet = if log.level.contains("tokio_cron_scheduler") {
+                log.level.clone()
+            } else {
+                format!("{},tokio_cron_scheduler=warn", log.level)
+            };
+            quiet.parse::<EnvFilter>().ok()
+        })
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

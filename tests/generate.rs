@@ -205,7 +205,7 @@ fn same_seed_gives_identical_bytes_and_other_seeds_differ() {
 }
 
 #[test]
-fn cli_writes_the_same_files_twice_and_refuses_load() {
+fn cli_writes_the_same_files_twice_and_fails_clearly_without_a_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut outputs = Vec::new();
     for round in 0..2 {
@@ -248,10 +248,19 @@ fn cli_writes_the_same_files_twice_and_refuses_load() {
         .iter()
         .all(|d| d.ts >= FROM_MS && d.ts < FROM_MS + 5 * 60_000));
 
-    let cli =
-        seqwatch::cli::Cli::parse_from(["seqwatch", "generate", "--load", "--duration", "1m"]);
-    let err = seqwatch::app::main(cli).expect_err("--load is not wired");
-    assert!(err.to_string().contains("not wired yet"), "{err}");
+    // `--load` against a node that is not there fails clearly (loading itself is tested
+    // against a real node in tests/es_generate.rs).
+    let cli = seqwatch::cli::Cli::parse_from([
+        "seqwatch",
+        "--es-url",
+        "http://127.0.0.1:1",
+        "generate",
+        "--load",
+        "--duration",
+        "1m",
+    ]);
+    let err = seqwatch::app::main(cli).expect_err("nothing listens on port 1");
+    assert!(format!("{err:#}").contains("127.0.0.1:1"), "{err:#}");
 
     let cli = seqwatch::cli::Cli::parse_from(["seqwatch", "generate", "--duration", "9 parsecs"]);
     let err = seqwatch::app::main(cli).expect_err("bad duration");

@@ -72,7 +72,16 @@ pub struct EsSettings {
     /// PEM of a CA to trust for `https` (added to the bundled roots). Certificates and host
     /// names are always verified; there is no switch to turn that off.
     pub ca_pem: Option<Vec<u8>>,
+    /// Retries of a request that met a transient failure (429, 502, 503, 504, a refused or
+    /// reset connection, a timeout), with exponential backoff and full jitter; `Retry-After`
+    /// is honoured. 0 sends every request once.
+    pub max_retries: u32,
+    /// The first backoff; each retry doubles it, up to [`MAX_BACKOFF`].
+    pub retry_base: Duration,
 }
+
+/// The longest wait between two attempts (a longer `Retry-After` is cut to it).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl EsSettings {
     /// Settings for `url` with the default timeout and no credentials.
@@ -82,6 +91,8 @@ impl EsSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             auth: None,
             ca_pem: None,
+            max_retries: 0,
+            retry_base: Duration::from_millis(250),
         }
     }
 }
@@ -115,6 +126,8 @@ pub struct EsClient {
     client: Elasticsearch,
     url: String,
     timeout: Duration,
+    max_retries: u32,
+    retry_base: Duration,
 }
 
 impl fmt::Debug for EsClient {
@@ -164,6 +177,8 @@ impl EsClient {
             client: Elasticsearch::new(transport),
             url: display_url,
             timeout: settings.request_timeout,
+            max_retries: settings.max_retries,
+            retry_base: settings.retry_base,
         })
     }
 
@@ -387,7 +402,9 @@ impl EsClient {
             .map(drop)
     }
 
-    /// Sends one request and reads the whole answer as text, whatever its status.
+    /// Sends one request and reads the whole answer as text, whatever its status. Transient
+    /// failures are retried (see [`EsSettings::max_retries`]); what is still failing after the
+    /// last attempt is returned as it came.
     async fn call(
         &self,
         operation: &str,
@@ -396,18 +413,58 @@ impl EsClient {
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<Reply, EsError> {
+        let mut attempt = 0;
+        loop {
+            let (result, retry_after) = self
+                .call_once(operation, method, path, query, body.clone())
+                .await;
+            let transient = match &result {
+                Ok(reply) => matches!(reply.status, 429 | 502 | 503 | 504),
+                Err(err) => err.is_unreachable(),
+            };
+            if !transient || attempt >= self.max_retries {
+                return result;
+            }
+            attempt += 1;
+            let wait = retry_after
+                .unwrap_or_else(|| backoff(self.retry_base, attempt))
+                .min(MAX_BACKOFF);
+            tracing::warn!(operation, attempt, wait_ms = wait.as_millis() as u64,
+                outcome = %match &result { Ok(r) => format!("HTTP {}", r.status), Err(e) => e.to_string() },
+                "transient failure; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt, and the `Retry-After` the answer asked for.
+    async fn call_once(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> (Result<Reply, EsError>, Option<Duration>) {
         let query = (!query.is_empty()).then_some(query);
-        let response = self
+        let response = match self
             .client
             .send(method, path, HeaderMap::new(), query, body, None)
             .await
-            .map_err(|err| self.transport_error(operation, &err))?;
+        {
+            Ok(r) => r,
+            Err(err) => return (Err(self.transport_error(operation, &err)), None),
+        };
         let status = response.status_code().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| self.transport_error(operation, &err))?;
-        Ok(Reply { status, body })
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        match response.text().await {
+            Ok(body) => (Ok(Reply { status, body }), retry_after),
+            Err(err) => (Err(self.transport_error(operation, &err)), retry_after),
+        }
     }
 
     /// [`EsClient::call`], then a non-2xx status becomes an error and the body is parsed as JSON.
@@ -437,6 +494,19 @@ impl EsClient {
             reason: error_chain(err),
         }
     }
+}
+
+/// Exponential backoff with full jitter: a random wait in `[0, base · 2^(attempt-1)]`.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    // Jitter from the clock's nanoseconds: enough to spread replicas apart, no RNG needed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    ceiling.mul_f64(f64::from(nanos % 1_000_000) / 1_000_000.0)
 }
 
 /// Parses and checks the configured URL. Credentials in it are refused: they would end up in

@@ -377,3 +377,117 @@ fn names_that_would_change_the_request_path_are_refused() {
         assert!(check_name("index", name).is_ok(), "{name:?}");
     }
 }
+
+fn retrying_client(url: &str, retries: u32) -> EsClient {
+    let mut settings = EsSettings::new(url);
+    settings.request_timeout = Duration::from_secs(5);
+    settings.max_retries = retries;
+    settings.retry_base = Duration::from_millis(20);
+    EsClient::connect(&settings).expect("connect")
+}
+
+const HEALTH: &str = r#"{"cluster_name":"c","status":"green","number_of_nodes":1}"#;
+
+#[tokio::test]
+async fn transient_statuses_are_retried_until_an_answer_comes() {
+    let (url, server) = canned_server(vec![
+        answer("503 Service Unavailable", Some("application/json"), "{}"),
+        answer("502 Bad Gateway", None, "bad gateway"),
+        answer("504 Gateway Timeout", None, ""),
+        answer("200 OK", Some("application/json"), HEALTH),
+    ])
+    .await;
+    let health = retrying_client(&url, 5)
+        .health()
+        .await
+        .expect("healthy after retries");
+    assert_eq!(health.cluster_name, "c");
+    assert_eq!(
+        server.await.expect("server").len(),
+        4,
+        "three retries, then the answer"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let throttled = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".to_owned();
+    let (url, server) = canned_server(vec![
+        throttled,
+        answer("200 OK", Some("application/json"), HEALTH),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    retrying_client(&url, 3)
+        .health()
+        .await
+        .expect("healthy after the wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.await.expect("server").len(), 2);
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_the_last_failure_is_returned() {
+    let (url, server) = canned_server(vec![
+        answer("503 Service Unavailable", Some("application/json"), "{}"),
+        answer("503 Service Unavailable", Some("application/json"), "{}"),
+        answer("503 Service Unavailable", Some("application/json"), "{}"),
+    ])
+    .await;
+    let err = retrying_client(&url, 2)
+        .health()
+        .await
+        .expect_err("still unavailable");
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(
+        server.await.expect("server").len(),
+        3,
+        "one attempt and two retries"
+    );
+}
+
+#[tokio::test]
+async fn answers_that_say_no_are_not_retried() {
+    let (url, server) = canned_server(vec![answer(
+        "400 Bad Request",
+        Some("application/json"),
+        r#"{"error":{"type":"parsing_exception","reason":"bad"},"status":400}"#,
+    )])
+    .await;
+    let err = retrying_client(&url, 5).health().await.expect_err("400");
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(server.await.expect("server").len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_reported() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let started = std::time::Instant::now();
+    let err = retrying_client(&format!("http://127.0.0.1:{port}"), 2)
+        .health()
+        .await
+        .expect_err("closed");
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded backoff"
+    );
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    for attempt in 1..=20 {
+        let wait = backoff(Duration::from_millis(100), attempt);
+        let ceiling = Duration::from_millis(100)
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(MAX_BACKOFF);
+        assert!(wait <= ceiling, "attempt {attempt}: {wait:?} > {ceiling:?}");
+    }
+}
