@@ -218,13 +218,12 @@ impl EsClient {
             let path = format!("/{index}/_search");
             let body =
                 json!({"query": {"ids": {"values": chunk}}, "size": chunk.len(), "_source": false});
-            let query = [
-                ("ignore_unavailable", "true"),
-                ("allow_no_indices", "true"),
-                ("expand_wildcards", "all"),
-            ];
-            let answer = self
-                .call_ok(
+            // Not `ignore_unavailable`: with security on, that would silently skip an alerts
+            // index we may not read, and deduplication would quietly see nothing. A missing
+            // index (404) means no alert exists yet; a refusal (403) fails the run.
+            let query = [("expand_wildcards", "all")];
+            let reply = self
+                .call(
                     &operation,
                     Method::Post,
                     &path,
@@ -232,6 +231,10 @@ impl EsClient {
                     Some(body.to_string()),
                 )
                 .await?;
+            if reply.status == 404 && reply.body.contains("index_not_found_exception") {
+                return Ok(found);
+            }
+            let answer = judge(&operation, reply)?;
             let failed = answer["_shards"]["failed"].as_u64().unwrap_or(0);
             if failed > 0 {
                 return Err(EsError::Response {
