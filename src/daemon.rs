@@ -131,15 +131,21 @@ pub fn cron_for(config: &Config, interval: Duration) -> Option<String> {
 /// The process-wide Prometheus recorder, installed on first use (a second daemon in the same
 /// process, as in tests, shares it).
 fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    if let Some(h) = HANDLE.get() {
+    // Check and install under one lock: two daemons starting at once would otherwise both
+    // find no handle and the second install would fail.
+    static HANDLE: std::sync::Mutex<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::Mutex::new(None);
+    let mut slot = HANDLE
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the metrics recorder lock is poisoned"))?;
+    if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
     }
     let h = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    Ok(HANDLE.get_or_init(|| h).clone())
+    *slot = Some(h.clone());
+    Ok(h)
 }
 
 /// The daemon proper, until `shutdown` resolves. Tests hand it their own future.
@@ -287,6 +293,33 @@ async fn run_tick(ctx: &JobContext, rule: &PreparedRule, busy: &Mutex<()>, healt
             if let Ok(mut m) = health.last_success.lock() {
                 m.insert(rule.rule.name.clone(), Instant::now());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two daemons starting at once in one process (as in tests/es_job.rs) both ask for the
+    /// recorder; both must get it. The global recorder can be installed only once, so the
+    /// check and the install must not race.
+    #[test]
+    fn concurrent_daemons_share_one_metrics_recorder() {
+        let start = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    prometheus_handle()
+                        .map(|_| ())
+                        .map_err(|e| format!("{e:#}"))
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("thread"), Ok(()));
         }
     }
 }
