@@ -953,9 +953,19 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
             .status(),
         Some(404)
     );
+    // Kibana skips the search and warns (partial failure) when no index matches any of the
+    // rule's patterns: `hasTimestampFields` in `rule_types/utils/utils.ts` (eql-semantics.md
+    // §2.2); its API test "an index pattern that does not match anything" pins the message.
+    let no_index = |patterns: &[String]| {
+        format!(
+            "This rule is attempting to query data from Elasticsearch indices listed in the \"Index patterns\" section of the rule definition, however no index matching: {} was found. This warning will continue to appear until a matching index is created or this rule is disabled.",
+            serde_json::to_string(patterns).expect("json")
+        )
+    };
     let empty = run_at(&ctx, &rule, at_ms(t - minutes(5))).await;
-    assert_ne!(empty.status, RunStatus::Failed, "{empty:#?}");
+    assert_eq!(empty.status, RunStatus::PartialFailure, "{empty:#?}");
     assert_eq!(empty.error, None);
+    assert_eq!(empty.warnings, [no_index(&fx.patterns())]);
     assert_eq!(empty.counts.events_fetched, 0);
     let mapping = fx
         .es
@@ -972,6 +982,7 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
     concrete.rule.index = vec![format!("{}-absent", fx.defend)];
     let absent = run_at(&ctx, &concrete, at_ms(t - minutes(5))).await;
     assert_eq!(absent.error, None, "a missing concrete index is ignored");
+    assert_eq!(absent.warnings, [no_index(&concrete.rule.index)]);
 
     // (b) A good run at t, then the node is unreachable at t+5m.
     let (docs, before) =
@@ -986,7 +997,21 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
     );
     fx.load(&[docs, late_docs].concat()).await;
     let good = run_at(&ctx, &rule, at_ms(t)).await;
+    assert_eq!(good.status, RunStatus::Succeeded, "{good:#?}");
     assert_eq!(good.counts.alerts_created, 1, "{good:#?}");
+    // One pattern matching is enough (Kibana's "one index pattern matching existing index").
+    let mut mixed = fx.rule(&config);
+    mixed.rule.index = vec![format!("{}-absent*", fx.defend), format!("{}*", fx.defend)];
+    let mixed_ctx = fx.ctx(&config, "job-test-mixed");
+    let partly = ran(seqwatch::job::run_once(
+        &mixed_ctx,
+        &mixed,
+        at_ms(t),
+        RunMode::Backfill(window(t - minutes(9), t)),
+    )
+    .await);
+    assert_eq!(partly.status, RunStatus::Succeeded, "{partly:#?}");
+    assert_eq!(partly.counts.duplicates_skipped, 1);
     let down_url = format!("http://127.0.0.1:{}", free_port());
     let down = JobContext {
         es: EsClient::connect(&EsSettings::new(down_url.clone())).expect("client"),
