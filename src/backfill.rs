@@ -23,7 +23,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::job::{run_window, JobContext, PreparedRule, WindowFilter};
-use crate::state::RunCounts;
+use crate::state::{RuleRef, RunCounts};
 use crate::window::{split_with_overlap, Window};
 
 /// What a backfill did.
@@ -166,8 +166,7 @@ pub async fn backfill(
             }
         }
     }
-    let record = json!({"type": "backfill", "rule": rule.uuid, "from": iso(first), "to": iso(last),
-        "chunks_done": finished, "updated_at": iso(Utc::now())});
+    let record = progress_record(rule, first, last, &finished, Utc::now());
     if let Err(e) = ctx.es.put_doc(&state_index, &done_id, &record).await {
         warn!(error = %e, "backfill progress not recorded; a rerun searches every chunk again");
     }
@@ -175,6 +174,26 @@ pub async fn backfill(
     info!(rule = %rule.rule.name, chunks = report.chunks_run, failed = report.failed_chunks,
         alerts_created = report.counts.alerts_created, "backfill finished");
     Ok(report)
+}
+
+/// The state document recording which chunks of a backfill are finished. `rule` is an object
+/// like the `rule` of run documents: the state template maps `rule` as an object, and
+/// Elasticsearch refuses a string there even with `dynamic: false`, which would lose the
+/// progress and make every rerun search every chunk again.
+fn progress_record(
+    rule: &PreparedRule,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    finished: &[bool],
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    let rule_ref = RuleRef {
+        rule_id: rule.rule.rule_id.clone(),
+        uuid: rule.uuid.clone(),
+        name: rule.rule.name.clone(),
+    };
+    json!({"type": "backfill", "rule": rule_ref, "from": iso(first), "to": iso(last),
+        "chunks_done": finished, "updated_at": iso(now)})
 }
 
 fn add(total: &mut RunCounts, c: &RunCounts) {
@@ -218,5 +237,45 @@ fn progress_bar(total: usize, already: usize) -> impl Fn(u64) {
             }
             None => info!(done = now, total, "backfill progress"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::es::templates::{ALL, STATE_TEMPLATE};
+
+    /// Every field of the progress record that the state template maps as an object must be
+    /// an object: Elasticsearch rejects a concrete value for an object field whatever
+    /// `dynamic` says (`DocumentParser`'s "tried to parse field [rule] as object, but found a
+    /// concrete value"), and then the progress is lost.
+    #[test]
+    fn progress_record_fits_the_state_template() {
+        let config = crate::config::Config::default();
+        let rule = PreparedRule::prepare(crate::rule::Rule::builtin().unwrap(), &config).unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let record = progress_record(&rule, t, t, &[true, false], t);
+        let template = ALL
+            .iter()
+            .find(|t| t.name == STATE_TEMPLATE)
+            .unwrap()
+            .body()
+            .unwrap();
+        let properties = template["template"]["mappings"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut checked = 0;
+        for (field, value) in record.as_object().unwrap() {
+            if let Some(mapping) = properties.get(field) {
+                checked += 1;
+                let is_object = mapping.get("properties").is_some();
+                assert_eq!(value.is_object(), is_object, "{field}: {value}");
+            }
+        }
+        assert!(checked >= 3, "type, rule and updated_at are mapped");
+        assert_eq!(record["rule"]["uuid"], json!(rule.uuid));
+        assert_eq!(record["chunks_done"], json!([true, false]));
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,15 +132,21 @@ pub fn cron_for(config: &Config, interval: Duration) -> Option<String> {
 /// The process-wide Prometheus recorder, installed on first use (a second daemon in the same
 /// process, as in tests, shares it).
 fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    if let Some(h) = HANDLE.get() {
+    // Check and install under one lock: two daemons starting at once would otherwise both
+    // find no handle and the second install would fail.
+    static HANDLE: std::sync::Mutex<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::Mutex::new(None);
+    let mut slot = HANDLE
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the metrics recorder lock is poisoned"))?;
+    if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
     }
     let h = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    Ok(HANDLE.get_or_init(|| h).clone())
+    *slot = Some(h.clone());
+    Ok(h)
 }
 
 /// The daemon proper, until `shutdown` resolves. Tests hand it their own future.
@@ -206,6 +213,10 @@ pub async fn serve(
     };
 
     let tracker = TaskTracker::new();
+    // Set when shutdown begins. The scheduler can still deliver a tick after its `shutdown`
+    // returns; such a tick must not run, or it would renew the lease after we give it back
+    // below and lock the other replicas out for `state.lease_ttl`.
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
@@ -213,18 +224,25 @@ pub async fn serve(
         let rule = Arc::new(rule.clone());
         let busy = Arc::new(Mutex::new(()));
         let on_tick = {
-            let (ctx, rule, busy, tracker, health) = (
+            let (ctx, rule, busy, tracker, health, stopping) = (
                 ctx.clone(),
                 rule.clone(),
                 busy.clone(),
                 tracker.clone(),
                 health.clone(),
+                stopping.clone(),
             );
             move |_id, _sched| {
-                let (ctx, rule, busy, health) =
-                    (ctx.clone(), rule.clone(), busy.clone(), health.clone());
-                let task =
-                    tracker.spawn(async move { run_tick(&ctx, &rule, &busy, &health).await });
+                let (ctx, rule, busy, health, stopping) = (
+                    ctx.clone(),
+                    rule.clone(),
+                    busy.clone(),
+                    health.clone(),
+                    stopping.clone(),
+                );
+                let task = tracker.spawn(async move {
+                    run_tick(&ctx, &rule, &busy, &health, &stopping).await;
+                });
                 Box::pin(async move {
                     let _ = task.await;
                 })
@@ -240,11 +258,15 @@ pub async fn serve(
         // Run once at start, as Kibana does when a rule is enabled.
         let (ctx2, rule2, busy2, health2) =
             (ctx.clone(), rule.clone(), busy.clone(), health.clone());
-        tracker.spawn(async move { run_tick(&ctx2, &rule2, &busy2, &health2).await });
+        let stopping2 = stopping.clone();
+        tracker.spawn(async move {
+            run_tick(&ctx2, &rule2, &busy2, &health2, &stopping2).await;
+        });
     }
     scheduler.start().await.context("starting the scheduler")?;
 
     shutdown.await;
+    stopping.store(true, Ordering::SeqCst);
     info!("shutting down: no new runs; waiting for the current ones");
     let _ = scheduler.shutdown().await;
     tracker.close();
@@ -264,12 +286,37 @@ pub async fn serve(
     Ok(())
 }
 
-async fn run_tick(ctx: &JobContext, rule: &PreparedRule, busy: &Mutex<()>, health: &Health) {
+/// What became of one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tick {
+    /// `run_once` was called.
+    Ran,
+    /// The rule's previous run was still going.
+    Busy,
+    /// The daemon is shutting down.
+    Stopping,
+}
+
+async fn run_tick(
+    ctx: &JobContext,
+    rule: &PreparedRule,
+    busy: &Mutex<()>,
+    health: &Health,
+    stopping: &AtomicBool,
+) -> Tick {
+    // Checked before and after taking the lock: a tick tracked before shutdown may run (the
+    // shutdown waits for it), one that starts after shutdown began may not.
+    if stopping.load(Ordering::SeqCst) {
+        return Tick::Stopping;
+    }
     let Ok(_guard) = busy.try_lock() else {
         warn!(rule = %rule.rule.name, "previous run still going; this tick is skipped");
         crate::metrics::record_skip(&rule.rule.name, "overlap");
-        return;
+        return Tick::Busy;
     };
+    if stopping.load(Ordering::SeqCst) {
+        return Tick::Stopping;
+    }
     match crate::job::run_once(ctx, rule, Utc::now(), RunMode::Scheduled).await {
         RunResult::Ran(doc) => {
             crate::metrics::record_run(&doc);
@@ -287,6 +334,73 @@ async fn run_tick(ctx: &JobContext, rule: &PreparedRule, busy: &Mutex<()>, healt
             if let Ok(mut m) = health.last_success.lock() {
                 m.insert(rule.rule.name.clone(), Instant::now());
             }
+        }
+    }
+    Tick::Ran
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable_ctx() -> (JobContext, PreparedRule) {
+        let config = Config::default();
+        let rule = PreparedRule::prepare(crate::rule::Rule::builtin().unwrap(), &config).unwrap();
+        let es = crate::es::EsClient::connect(&crate::es::EsSettings::new("http://127.0.0.1:9"))
+            .unwrap();
+        let ctx = JobContext {
+            es,
+            config: Arc::new(config),
+            instance: "test".into(),
+        };
+        (ctx, rule)
+    }
+
+    /// A tick delivered once shutdown has begun does not run: it would take the lease again
+    /// after `serve` gave it back (seen in tests/es_job.rs: the other daemon was locked out
+    /// for the lease's ten minutes).
+    #[tokio::test]
+    async fn ticks_after_shutdown_began_do_not_run() {
+        let (ctx, rule) = unreachable_ctx();
+        let (busy, health) = (Mutex::new(()), Health::default());
+        let stopping = AtomicBool::new(true);
+        assert_eq!(
+            run_tick(&ctx, &rule, &busy, &health, &stopping).await,
+            Tick::Stopping
+        );
+        stopping.store(false, Ordering::SeqCst);
+        let held = busy.try_lock().unwrap();
+        assert_eq!(
+            run_tick(&ctx, &rule, &busy, &health, &stopping).await,
+            Tick::Busy
+        );
+        drop(held);
+        assert_eq!(
+            run_tick(&ctx, &rule, &busy, &health, &stopping).await,
+            Tick::Ran,
+            "a normal tick runs (and fails: nothing listens there)"
+        );
+    }
+
+    /// Two daemons starting at once in one process (as in tests/es_job.rs) both ask for the
+    /// recorder; both must get it. The global recorder can be installed only once, so the
+    /// check and the install must not race.
+    #[test]
+    fn concurrent_daemons_share_one_metrics_recorder() {
+        let start = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    prometheus_handle()
+                        .map(|_| ())
+                        .map_err(|e| format!("{e:#}"))
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("thread"), Ok(()));
         }
     }
 }

@@ -1,0 +1,466 @@
+//! What every detection-job test against a real node needs: its own source, alerts and state
+//! indices (deleted at the end, also on panic), a configuration and a prepared built-in rule
+//! pointed at them, loading of generated or hand-written events, the alert ids the ground truth
+//! implies, and read-back of alerts, run documents and the checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use seqwatch::alert::{self, SourceEvent};
+use seqwatch::config::Config;
+use seqwatch::es::{BulkCreate, BulkSummary, EsClient};
+use seqwatch::generate::{GenerateSpec, Generator, DEFEND_INDEX, FDR_INDEX};
+use seqwatch::job::{JobContext, PreparedRule, RunMode, RunResult};
+use seqwatch::rule::Rule;
+use seqwatch::state::{checkpoint_id, CheckpointDoc, RunDoc};
+use seqwatch::window::Window;
+
+use crate::common::{require_es, unique_name, IndexCleanup};
+
+/// The rule uuid the tests configure (Kibana's saved-object id, hashed into alert ids).
+pub const RULE_UUID: &str = "6f1c3c1e-8a4b-4f0e-9d7a-0e5b2c9a1f00";
+
+/// Which sensor an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sensor {
+    /// Elastic Defend (`logs-endpoint.events.process-*`).
+    Defend,
+    /// CrowdStrike FDR (`logs-crowdstrike.fdr-*`).
+    CrowdStrike,
+}
+
+/// One event of a ground-truth sequence: where it lives in the test's indices and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthEvent {
+    /// Concrete index of the test.
+    pub index: String,
+    /// `_id`.
+    pub id: String,
+    /// `@timestamp`, epoch ms.
+    pub ts_ms: i64,
+}
+
+/// A sequence the rule must find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthSequence {
+    /// The sensor of its events.
+    pub sensor: Sensor,
+    /// Stage 0 then stage 1.
+    pub events: Vec<TruthEvent>,
+}
+
+impl TruthSequence {
+    /// True when both events lie in `[w.from, w.to]` (a run over `w` finds exactly these:
+    /// see `src/backfill.rs` on why a window's sequences are the stream's sequences inside it).
+    pub fn inside(&self, w: &Window) -> bool {
+        let (from, to) = (w.from.timestamp_millis(), w.to.timestamp_millis());
+        self.events.iter().all(|e| from <= e.ts_ms && e.ts_ms <= to)
+    }
+
+    /// Time of the last event, epoch ms.
+    pub fn last_ms(&self) -> i64 {
+        self.events.last().map_or(i64::MIN, |e| e.ts_ms)
+    }
+
+    /// The shell alert id Kibana gives this sequence under [`RULE_UUID`].
+    pub fn shell_id(&self) -> String {
+        alert::shell_id(RULE_UUID, &self.source_events())
+    }
+
+    /// The building-block ids, in stage order.
+    pub fn block_ids(&self) -> Vec<String> {
+        alert::building_block_ids(RULE_UUID, &self.source_events())
+    }
+
+    fn source_events(&self) -> Vec<SourceEvent<'_>> {
+        self.events
+            .iter()
+            .map(|e| SourceEvent {
+                index: &e.index,
+                id: &e.id,
+                source: &Value::Null,
+            })
+            .collect()
+    }
+}
+
+/// One test's indices and handles.
+pub struct JobFixture {
+    /// The node.
+    pub es: EsClient,
+    /// Unique suffix of every index of this test.
+    pub name: String,
+    /// Concrete Elastic Defend index.
+    pub defend: String,
+    /// Concrete CrowdStrike FDR index.
+    pub crowdstrike: String,
+    /// Alerts index (matches the alerts template).
+    pub alerts: String,
+    /// State index (matches the state template).
+    pub state: String,
+    _cleanup: IndexCleanup,
+}
+
+impl JobFixture {
+    /// Names and cleans up the test's indices and installs the templates; `None` (after
+    /// printing "skipped") when no node answers outside CI.
+    pub async fn new(test: &str) -> Option<JobFixture> {
+        let es = require_es(test).await?;
+        es.setup(true)
+            .await
+            .expect("installing the index templates");
+        let name = unique_name(test);
+        let defend = format!("logs-endpoint.events.process-{name}");
+        let crowdstrike = format!("logs-crowdstrike.fdr-{name}");
+        let alerts = format!(".seqwatch-alerts-{name}");
+        let state = format!(".seqwatch-state-{name}");
+        let cleanup = IndexCleanup::new([
+            format!("{defend}*"),
+            format!("{crowdstrike}*"),
+            format!("{alerts}*"),
+            format!("{state}*"),
+            format!("{name}*"),
+        ]);
+        Some(JobFixture {
+            es,
+            name,
+            defend,
+            crowdstrike,
+            alerts,
+            state,
+            _cleanup: cleanup,
+        })
+    }
+
+    /// The rule's index patterns for this test: like the rule's own
+    /// (`logs-endpoint.events.process*`), narrowed to the test's indices.
+    pub fn patterns(&self) -> Vec<String> {
+        vec![
+            format!("{}*", self.defend),
+            format!("{}*", self.crowdstrike),
+        ]
+    }
+
+    /// The default configuration with this test's alerts and state indices and rule uuid.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.alerts.index = self.alerts.clone();
+        config.state.index = self.state.clone();
+        config.rules.uuids.insert(
+            "0871a5d8-6b5f-4a12-a568-fd7bc05bd8db".into(),
+            RULE_UUID.into(),
+        );
+        config
+    }
+
+    /// The built-in rule reading this test's indices, prepared under `config`.
+    pub fn rule(&self, config: &Config) -> PreparedRule {
+        let mut rule = Rule::builtin().expect("the built-in rule loads");
+        rule.index = self.patterns();
+        PreparedRule::prepare(rule, config).expect("the built-in rule prepares")
+    }
+
+    /// A job context on this node as replica `instance`.
+    pub fn ctx(&self, config: &Config, instance: &str) -> JobContext {
+        JobContext {
+            es: self.es.clone(),
+            config: Arc::new(config.clone()),
+            instance: instance.into(),
+        }
+    }
+
+    /// The concrete index of `sensor`.
+    pub fn index_of(&self, sensor: Sensor) -> &str {
+        match sensor {
+            Sensor::Defend => &self.defend,
+            Sensor::CrowdStrike => &self.crowdstrike,
+        }
+    }
+
+    /// Generates `spec`, bulk-loads every event into the test's indices (the generator's
+    /// `logs-endpoint.events.process-default` / `logs-crowdstrike.fdr-default` mapped to them),
+    /// refreshes, and returns the expected sequences of the ground truth.
+    pub async fn load_generated(&self, spec: GenerateSpec) -> Vec<TruthSequence> {
+        let mut generator = Generator::new(spec).expect("valid generator spec");
+        let mut times: BTreeMap<String, i64> = BTreeMap::new();
+        let mut batch = Vec::new();
+        let mut created = 0usize;
+        let mut truth = Vec::new();
+        while let Some(hit) = generator.next() {
+            truth.extend(generator.drain_truth());
+            let index = self.map_generated_index(hit.index);
+            times.insert(hit.id.clone(), hit.timestamp_ms);
+            let source = hit.source_value().expect("generated JSON parses");
+            batch.push(BulkCreate::new(index, hit.id, source));
+            if batch.len() == 2_000 {
+                created += self.bulk(&batch).await;
+                batch.clear();
+            }
+        }
+        truth.extend(generator.drain_truth());
+        created += self.bulk(&batch).await;
+        assert_eq!(created, times.len(), "every generated event is loaded");
+        self.refresh().await;
+        truth
+            .into_iter()
+            .filter(|t| t.expected)
+            .map(|t| {
+                let sensor = match t.events.first().map(|e| e.index.as_str()) {
+                    Some(DEFEND_INDEX) => Sensor::Defend,
+                    Some(FDR_INDEX) => Sensor::CrowdStrike,
+                    other => panic!("truth names an unknown index {other:?}"),
+                };
+                let events = t
+                    .events
+                    .iter()
+                    .map(|e| TruthEvent {
+                        index: self.map_generated_index(&e.index).to_owned(),
+                        id: e.id.clone(),
+                        ts_ms: times[&e.id],
+                    })
+                    .collect();
+                TruthSequence { sensor, events }
+            })
+            .collect()
+    }
+
+    fn map_generated_index(&self, generated: &str) -> &str {
+        match generated {
+            DEFEND_INDEX => &self.defend,
+            FDR_INDEX => &self.crowdstrike,
+            other => panic!("the generator wrote to an unknown index {other:?}"),
+        }
+    }
+
+    /// Loads hand-written documents (`create`), asserting all are new, and refreshes.
+    pub async fn load(&self, docs: &[BulkCreate]) {
+        let created = self.bulk(docs).await;
+        assert_eq!(created, docs.len(), "every document is new");
+        self.refresh().await;
+    }
+
+    async fn bulk(&self, docs: &[BulkCreate]) -> usize {
+        let items = self.es.bulk_create(docs).await.expect("bulk load");
+        let summary = BulkSummary::of(&items);
+        assert_eq!(summary.failed, 0, "bulk refused documents: {items:?}");
+        summary.created
+    }
+
+    async fn refresh(&self) {
+        self.es
+            .refresh(&format!("{}*,{}*", self.defend, self.crowdstrike))
+            .await
+            .expect("refresh");
+    }
+
+    /// Every alert in `index`, by `_id` (= `kibana.alert.uuid`).
+    pub async fn alerts_in(&self, index: &str) -> BTreeMap<String, Value> {
+        let docs = self
+            .es
+            .search_docs(index, json!({"match_all": {}}), "@timestamp", 10_000)
+            .await
+            .expect("reading the alerts");
+        assert!(docs.len() < 10_000, "too many alerts to read in one page");
+        let mut out = BTreeMap::new();
+        for d in docs {
+            let id = d["kibana.alert.uuid"]
+                .as_str()
+                .expect("alerts carry kibana.alert.uuid")
+                .to_owned();
+            assert!(
+                out.insert(id.clone(), d).is_none(),
+                "alert {id} stored twice"
+            );
+        }
+        out
+    }
+
+    /// The shell alerts of `index` (no `kibana.alert.group.index`), by id.
+    pub async fn shells_in(&self, index: &str) -> BTreeSet<String> {
+        self.alerts_in(index)
+            .await
+            .into_iter()
+            .filter(|(_, d)| d.get("kibana.alert.group.index").is_none())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Every run document of state index `state`, oldest first.
+    pub async fn run_docs(&self, state: &str) -> Vec<RunDoc> {
+        let mut docs: Vec<RunDoc> = self
+            .es
+            .search_docs(state, json!({"term": {"type": "run"}}), "started_at", 5_000)
+            .await
+            .expect("reading run documents")
+            .into_iter()
+            .map(|d| serde_json::from_value(d).expect("a run document"))
+            .collect();
+        docs.sort_by_key(|d| (d.started_at, d.finished_at));
+        docs
+    }
+
+    /// The rule's checkpoint in state index `state`, if any.
+    pub async fn checkpoint(&self, state: &str) -> Option<CheckpointDoc> {
+        self.es
+            .get_versioned(state, &checkpoint_id(RULE_UUID))
+            .await
+            .expect("reading the checkpoint")
+            .map(|d| serde_json::from_value(d.source).expect("a checkpoint document"))
+    }
+}
+
+/// The run document of a run that happened (a skipped run fails the test).
+pub fn ran(result: RunResult) -> RunDoc {
+    match result {
+        RunResult::Ran(doc) => *doc,
+        RunResult::Skipped { owner, until } => {
+            panic!("run skipped: lease held by {owner} until {until}")
+        }
+    }
+}
+
+/// Runs the rule once at `now` (as `seqwatch once`).
+pub async fn run_at(ctx: &JobContext, rule: &PreparedRule, now: DateTime<Utc>) -> RunDoc {
+    ran(seqwatch::job::run_once(ctx, rule, now, RunMode::Once).await)
+}
+
+/// Epoch ms to an instant.
+pub fn at_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).expect("a representable instant")
+}
+
+/// Minutes as milliseconds.
+pub const fn minutes(n: i64) -> i64 {
+    n * 60_000
+}
+
+/// The shell ids of the sequences of `truth` that lie inside `window`.
+pub fn expected_shells(truth: &[TruthSequence], window: &Window) -> BTreeSet<String> {
+    truth
+        .iter()
+        .filter(|t| t.inside(window))
+        .map(TruthSequence::shell_id)
+        .collect()
+}
+
+/// A Linux process `exec`/`ProcessRollup2` start event, in the shape each sensor's integration
+/// writes it. `args` are the process arguments; `parent` is `(name, entity_id)`, the name
+/// optional.
+pub struct ProcessStart<'a> {
+    /// Which sensor.
+    pub sensor: Sensor,
+    /// `@timestamp`, epoch ms.
+    pub ts_ms: i64,
+    /// `host.id`.
+    pub host: &'a str,
+    /// `process.name`.
+    pub name: &'a str,
+    /// `process.args`.
+    pub args: &'a [&'a str],
+    /// `process.entity_id`.
+    pub entity_id: &'a str,
+    /// `process.parent.name`, if reported.
+    pub parent_name: Option<&'a str>,
+    /// `process.parent.entity_id`.
+    pub parent_entity_id: &'a str,
+}
+
+impl ProcessStart<'_> {
+    /// The `_source`.
+    pub fn source(&self) -> Value {
+        let ts = at_ms(self.ts_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut parent = json!({"entity_id": self.parent_entity_id, "pid": 4100});
+        if let Some(n) = self.parent_name {
+            parent["name"] = json!(n);
+        }
+        let command_line = self.args.join(" ");
+        match self.sensor {
+            Sensor::Defend => json!({
+                "@timestamp": ts,
+                "agent": {"id": format!("agent-{}", self.host), "type": "endpoint"},
+                "data_stream": {"dataset": "endpoint.events.process", "namespace": "default", "type": "logs"},
+                "ecs": {"version": "8.11.0"},
+                "event": {"action": "exec", "category": ["process"], "type": ["start"], "kind": "event",
+                          "dataset": "endpoint.events.process", "module": "endpoint", "created": ts},
+                "host": {"id": self.host, "name": format!("{}.build", self.host),
+                         "os": {"type": "linux", "family": "debian", "name": "Debian GNU/Linux"}},
+                "process": {"name": self.name, "executable": format!("/usr/bin/{}", self.name), "pid": 4242,
+                            "args": self.args, "args_count": self.args.len(), "command_line": command_line,
+                            "entity_id": self.entity_id, "parent": parent},
+                "user": {"id": "1000", "name": "dev"}
+            }),
+            Sensor::CrowdStrike => json!({
+                "@timestamp": ts,
+                "event": {"action": "ProcessRollup2", "category": ["process"], "type": ["start"], "kind": "event",
+                          "dataset": "crowdstrike.fdr", "module": "crowdstrike", "created": ts},
+                "host": {"id": self.host, "hostname": format!("{}-ci", self.host), "name": format!("{}-ci", self.host),
+                         "os": {"type": "linux"}},
+                "observer": {"vendor": "crowdstrike", "type": "agent"},
+                "process": {"name": self.name, "args": self.args, "command_line": command_line,
+                            "entity_id": self.entity_id, "pid": 777, "parent": parent},
+                "user": {"name": "runner"},
+                "crowdstrike": {"event_simpleName": "ProcessRollup2", "RawProcessId": "777"}
+            }),
+        }
+    }
+}
+
+/// Two documents forming one sequence of the rule: `node /usr/bin/npm install` on `host` at
+/// `parent_ms`, and `sh -c node setup_bun.js` started by it at `child_ms`. Ids and entity ids
+/// derive from `tag`. Returns the documents and the truth.
+pub fn install_sequence(
+    fixture: &JobFixture,
+    sensor: Sensor,
+    tag: &str,
+    host: &str,
+    parent_ms: i64,
+    child_ms: i64,
+) -> (Vec<BulkCreate>, TruthSequence) {
+    let index = fixture.index_of(sensor).to_owned();
+    let npm_entity = format!("npm-{tag}");
+    let child_entity = format!("sh-{tag}");
+    let npm = ProcessStart {
+        sensor,
+        ts_ms: parent_ms,
+        host,
+        name: "node",
+        args: &["node", "/usr/bin/npm", "install"],
+        entity_id: &npm_entity,
+        parent_name: Some("bash"),
+        parent_entity_id: "bash-entity",
+    };
+    let child = ProcessStart {
+        sensor,
+        ts_ms: child_ms,
+        host,
+        name: "sh",
+        args: &["sh", "-c", "node setup_bun.js"],
+        entity_id: &child_entity,
+        parent_name: Some("node"),
+        parent_entity_id: &npm_entity,
+    };
+    let (npm_id, child_id) = (format!("{tag}-npm"), format!("{tag}-sh"));
+    let docs = vec![
+        BulkCreate::new(index.clone(), npm_id.clone(), npm.source()),
+        BulkCreate::new(index.clone(), child_id.clone(), child.source()),
+    ];
+    let truth = TruthSequence {
+        sensor,
+        events: vec![
+            TruthEvent {
+                index: index.clone(),
+                id: npm_id,
+                ts_ms: parent_ms,
+            },
+            TruthEvent {
+                index,
+                id: child_id,
+                ts_ms: child_ms,
+            },
+        ],
+    };
+    (docs, truth)
+}
