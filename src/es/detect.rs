@@ -313,8 +313,8 @@ impl EsClient {
     }
 
     /// Writes `doc` as `index/id`: with `guard` only if the stored document is still that
-    /// version, without it only if no document has that id. `refresh=wait_for` so the next
-    /// reader sees it.
+    /// version, without it only if no document has that id. No refresh: these documents
+    /// (leases, checkpoints) are only read back by id, and a GET by id is realtime.
     pub async fn put_guarded(
         &self,
         index: &str,
@@ -326,7 +326,7 @@ impl EsClient {
         let operation = format!("PUT {index}/_doc/{id}");
         let path = format!("/{index}/_doc/{}", encode_id(id));
         let (seq, term);
-        let mut query: Vec<(&str, &str)> = vec![("refresh", "wait_for")];
+        let mut query: Vec<(&str, &str)> = Vec::new();
         match guard {
             Some((s, t)) => {
                 seq = s.to_string();
