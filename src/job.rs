@@ -706,17 +706,43 @@ async fn detect(
     Ok(())
 }
 
+/// A state document and the guard (`_seq_no`, `_primary_term`) its next write must hold.
+type Guarded<T> = Option<(T, (u64, u64))>;
+
+/// Reads state document `id`; a missing document, or one of another shape, is `None`.
+async fn read_state<T: serde::de::DeserializeOwned>(
+    ctx: &JobContext,
+    id: &str,
+) -> Result<Guarded<T>, EsError> {
+    let doc = ctx.es.get_versioned(&ctx.config.state.index, id).await?;
+    Ok(doc.and_then(|d| {
+        Some((
+            serde_json::from_value(d.source).ok()?,
+            (d.seq_no, d.primary_term),
+        ))
+    }))
+}
+
+/// Writes state document `id` if it is still the version read (`guard`), or, without a
+/// guard, if it does not exist yet.
+async fn write_state<T: serde::Serialize>(
+    ctx: &JobContext,
+    id: &str,
+    doc: &T,
+    guard: Option<(u64, u64)>,
+) -> Result<WriteOutcome, EsError> {
+    let body = serde_json::to_value(doc).unwrap_or(Value::Null);
+    ctx.es
+        .put_guarded(&ctx.config.state.index, id, &body, guard)
+        .await
+}
+
 async fn read_checkpoint(
     ctx: &JobContext,
     rule: &PreparedRule,
 ) -> Result<Option<DateTime<Utc>>, EsError> {
-    let doc = ctx
-        .es
-        .get_versioned(&ctx.config.state.index, &checkpoint_id(&rule.uuid))
-        .await?;
-    Ok(doc
-        .and_then(|d| serde_json::from_value::<CheckpointDoc>(d.source).ok())
-        .map(|c| c.last_success.to))
+    let current: Guarded<CheckpointDoc> = read_state(ctx, &checkpoint_id(&rule.uuid)).await?;
+    Ok(current.map(|(c, _)| c.last_success.to))
 }
 
 async fn write_checkpoint(
@@ -726,17 +752,14 @@ async fn write_checkpoint(
     run_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), EsError> {
-    let index = &ctx.config.state.index;
     let id = checkpoint_id(&rule.uuid);
-    let current = ctx.es.get_versioned(index, &id).await?;
+    let current: Guarded<CheckpointDoc> = read_state(ctx, &id).await?;
     // Never move the checkpoint backwards (a slow replica finishing after a faster one).
-    if let Some(c) = current
+    if current
         .as_ref()
-        .and_then(|d| serde_json::from_value::<CheckpointDoc>(d.source.clone()).ok())
+        .is_some_and(|(c, _)| c.last_success.to >= window.to)
     {
-        if c.last_success.to >= window.to {
-            return Ok(());
-        }
+        return Ok(());
     }
     let doc = CheckpointDoc {
         doc_type: "checkpoint".into(),
@@ -745,23 +768,10 @@ async fn write_checkpoint(
         run_id: run_id.into(),
         updated_at: now,
     };
-    let body = serde_json::to_value(&doc).unwrap_or(Value::Null);
-    match ctx
-        .es
-        .put_guarded(
-            index,
-            &id,
-            &body,
-            current.map(|c| (c.seq_no, c.primary_term)),
-        )
-        .await?
-    {
-        WriteOutcome::Written => Ok(()),
-        WriteOutcome::Conflict => {
-            warn!(rule = %rule.rule.name, "checkpoint changed under us; keeping the other writer's");
-            Ok(())
-        }
+    if write_state(ctx, &id, &doc, current.map(|(_, g)| g)).await? == WriteOutcome::Conflict {
+        warn!(rule = %rule.rule.name, "checkpoint changed under us; keeping the other writer's");
     }
+    Ok(())
 }
 
 /// Takes or renews the rule's lease. `Ok(Some(owner, until))` when another replica holds it.
@@ -770,15 +780,11 @@ async fn acquire_lease(
     rule: &PreparedRule,
     now: DateTime<Utc>,
 ) -> Result<Option<(String, DateTime<Utc>)>, EsError> {
-    let index = &ctx.config.state.index;
     let id = lease_id(&rule.uuid);
-    let current = ctx.es.get_versioned(index, &id).await?;
-    if let Some(lease) = current
-        .as_ref()
-        .and_then(|d| serde_json::from_value::<LeaseDoc>(d.source.clone()).ok())
-    {
+    let current: Guarded<LeaseDoc> = read_state(ctx, &id).await?;
+    if let Some((lease, _)) = &current {
         if lease.owner != ctx.instance && lease.expires_at > now {
-            return Ok(Some((lease.owner, lease.expires_at)));
+            return Ok(Some((lease.owner.clone(), lease.expires_at)));
         }
     }
     let ttl = chrono::Duration::from_std(ctx.config.state.lease_ttl.0)
@@ -789,25 +795,14 @@ async fn acquire_lease(
         owner: ctx.instance.clone(),
         expires_at: now + ttl,
     };
-    let body = serde_json::to_value(&doc).unwrap_or(Value::Null);
-    match ctx
-        .es
-        .put_guarded(
-            index,
-            &id,
-            &body,
-            current.map(|c| (c.seq_no, c.primary_term)),
-        )
-        .await?
-    {
+    match write_state(ctx, &id, &doc, current.map(|(_, g)| g)).await? {
         WriteOutcome::Written => Ok(None),
         // Another replica wrote between our read and our write: it holds the lease now.
         WriteOutcome::Conflict => {
-            let holder = ctx.es.get_versioned(index, &id).await?;
-            let lease = holder.and_then(|d| serde_json::from_value::<LeaseDoc>(d.source).ok());
+            let holder: Guarded<LeaseDoc> = read_state(ctx, &id).await?;
             Ok(Some(
-                lease
-                    .map(|l| (l.owner, l.expires_at))
+                holder
+                    .map(|(l, _)| (l.owner, l.expires_at))
                     .unwrap_or_else(|| ("unknown".into(), now + ttl)),
             ))
         }
@@ -816,25 +811,13 @@ async fn acquire_lease(
 
 /// Gives the lease back (expires it now) if we hold it. Best effort: it expires anyway.
 pub async fn release_lease(ctx: &JobContext, rule: &PreparedRule, now: DateTime<Utc>) {
-    let index = &ctx.config.state.index;
     let id = lease_id(&rule.uuid);
-    if let Ok(Some(d)) = ctx.es.get_versioned(index, &id).await {
-        if let Ok(mut lease) = serde_json::from_value::<LeaseDoc>(d.source) {
-            if lease.owner == ctx.instance {
-                lease.expires_at = now;
-                let body = serde_json::to_value(&lease).unwrap_or(Value::Null);
-                let _ = ctx
-                    .es
-                    .put_guarded(index, &id, &body, Some((d.seq_no, d.primary_term)))
-                    .await;
-            }
+    if let Ok(Some((mut lease, guard))) = read_state::<LeaseDoc>(ctx, &id).await {
+        if lease.owner == ctx.instance {
+            lease.expires_at = now;
+            let _ = write_state(ctx, &id, &lease, Some(guard)).await;
         }
     }
-}
-
-/// The run document as `once` prints it.
-pub fn summary_json(doc: &RunDoc) -> Value {
-    json!(doc)
 }
 
 /// `validate --check-es`: what stops the job from working on this cluster, one line each.
