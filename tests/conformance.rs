@@ -24,12 +24,13 @@
 
 #[path = "conformance/data.rs"]
 mod data;
+mod shared_data;
 #[path = "conformance/translate.rs"]
 mod translate;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use seqwatch::correlate::KeyValue;
@@ -81,32 +82,19 @@ const KNOWN_DIVERGENCES: &[(&str, &str, &str)] = &[
 
 // ----- locating the shared suite -------------------------------------------------------------
 
-fn shared_data() -> Option<PathBuf> {
-    let required = |dir: &Path| {
-        [
-            "es-eql-suite/test_queries.toml",
-            "es-eql-suite/additional_test_queries.toml",
-            "es-eql-suite/test_extra.toml",
-            "es-eql-suite/test_missing_events.toml",
-            "es-eql-suite/data/endgame-140.mapping",
-            "es-eql-suite/data/extra.data",
-            "es-eql-suite/data/extra.mapping",
-            "es-eql-suite/data/missing-events.data",
-            "es-eql-suite/data/missing-events.mapping",
-            "eql-suite/test_data.json",
-        ]
-        .iter()
-        .all(|f| dir.join(f).is_file())
-    };
-    if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        let dir = PathBuf::from(dir);
-        return required(&dir).then_some(dir);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [root.join("../shared/data"), root.join("../../shared/data")]
-        .into_iter()
-        .find(|p| required(p))
-}
+/// Every file the harness reads, relative to the shared data folder.
+const SUITE_FILES: &[&str] = &[
+    "es-eql-suite/test_queries.toml",
+    "es-eql-suite/additional_test_queries.toml",
+    "es-eql-suite/test_extra.toml",
+    "es-eql-suite/test_missing_events.toml",
+    "es-eql-suite/data/endgame-140.mapping",
+    "es-eql-suite/data/extra.data",
+    "es-eql-suite/data/extra.mapping",
+    "es-eql-suite/data/missing-events.data",
+    "es-eql-suite/data/missing-events.mapping",
+    "eql-suite/test_data.json",
+];
 
 // ----- one spec query -----------------------------------------------------------------------
 
@@ -619,13 +607,7 @@ fn constant_expressions_are_folded_before_the_field_comparison_check() {
 
 #[test]
 fn es_eql_qa_suites_conform() {
-    let Some(shared) = shared_data() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but the shared ES EQL suite is missing (../shared/data or SEQWATCH_SHARED_DATA)");
-        }
-        println!(
-            "SKIPPED es_eql_qa_suites_conform: ../shared/data not found (set SEQWATCH_SHARED_DATA)"
-        );
+    let Some(shared) = shared_data::or_skip("es_eql_qa_suites_conform", SUITE_FILES) else {
         return;
     };
     let es = shared.join("es-eql-suite");

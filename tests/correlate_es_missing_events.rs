@@ -4,7 +4,7 @@
 //! Spec and data: `elastic/elasticsearch` `x-pack/plugin/eql/qa/common/src/main/resources/`
 //! `test_missing_events.toml` and `data/missing-events.data`, read (not copied) from the shared
 //! reference directory (`../shared/data/es-eql-suite` from the repository root, or
-//! `$SEQWATCH_SHARED_DIR/data/es-eql-suite`). The ES harness
+//! `$SEQWATCH_SHARED_DATA/es-eql-suite`). The ES harness
 //! (`qa/common/.../EqlMissingEventsSpecTestCase.java`, `BaseEqlSpecTestCase.java`) uses the
 //! tiebreaker field `sequence`, `size` 50, and reports each event by its `sequence` value, `-1` for
 //! a missing-event slot.
@@ -16,39 +16,15 @@
 //! `| head N` is checked as the first N of the full result, which equals ES's answer when, as
 //! here, fewer than `size` sequences exist.
 
-use std::path::PathBuf;
-
 use regex::Regex;
 use seqwatch::correlate::{
     Candidate, KeyValue, Matcher, Ordinal, SequenceSpec, StageMatch, StageSpec, TieBreaker,
 };
 use serde_json::Value;
 
-const ES_SIZE: usize = 50;
+mod shared_data;
 
-fn suite_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("SEQWATCH_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-    };
-    let dir = base.join("data/es-eql-suite");
-    if dir.join("test_missing_events.toml").is_file()
-        && dir.join("data/missing-events.data").is_file()
-    {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "CI=true but the ES missing-events spec is not at {}",
-            dir.display()
-        );
-    }
-    println!(
-        "SKIPPED: ES missing-events spec not found at {}",
-        dir.display()
-    );
-    None
-}
+const ES_SIZE: usize = 50;
 
 struct Stage {
     missing: bool,
@@ -231,7 +207,16 @@ fn run(query: &Query, docs: &[Value]) -> (Vec<i64>, Vec<String>) {
 
 #[test]
 fn es_missing_events_spec_matches() {
-    let Some(dir) = suite_dir() else { return };
+    let Some(data) = shared_data::or_skip(
+        "es_missing_events_spec",
+        &[
+            "es-eql-suite/test_missing_events.toml",
+            "es-eql-suite/data/missing-events.data",
+        ],
+    ) else {
+        return;
+    };
+    let dir = data.join("es-eql-suite");
     let docs = load_events(&dir);
     let spec_text =
         std::fs::read_to_string(dir.join("test_missing_events.toml")).expect("readable spec");

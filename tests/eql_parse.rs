@@ -6,6 +6,8 @@
 //! error in the matching `.err`. A missing or different expectation fails the test;
 //! `UPDATE_EXPECT=1` rewrites the expectation files instead (review the diff).
 
+mod shared_data;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -595,30 +597,6 @@ fn integers_are_i64_and_overflow_is_an_error() {
 
 // ----- the Elasticsearch EQL QA suites ------------------------------------------------------
 
-fn shared_data() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        let dir = PathBuf::from(dir);
-        return dir.join("es-eql-suite").is_dir().then_some(dir);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [root.join("../shared/data"), root.join("../../shared/data")]
-        .into_iter()
-        .find(|p| p.join("es-eql-suite").is_dir())
-}
-
-fn shared_or_skip(test: &str) -> Option<PathBuf> {
-    match shared_data() {
-        Some(dir) => Some(dir),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: CI=true but ../shared/data (SEQWATCH_SHARED_DATA) is missing")
-        }
-        None => {
-            println!("SKIPPED {test}: ../shared/data not found (set SEQWATCH_SHARED_DATA)");
-            None
-        }
-    }
-}
-
 fn suite_queries(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let value: toml::Value =
@@ -645,8 +623,10 @@ fn suite_queries(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn es_suite_queries_parse_or_are_rejected_as_elasticsearch_does() {
-    let Some(data) = shared_or_skip("es_suite_queries_parse_or_are_rejected_as_elasticsearch_does")
-    else {
+    let Some(data) = shared_data::or_skip(
+        "es_suite_queries_parse_or_are_rejected_as_elasticsearch_does",
+        &["es-eql-suite"],
+    ) else {
         return;
     };
     let table_path =
@@ -728,7 +708,10 @@ fn es_suite_queries_parse_or_are_rejected_as_elasticsearch_does() {
 
 #[test]
 fn es_missing_event_queries_parse_in_the_current_syntax() {
-    let Some(data) = shared_or_skip("es_missing_event_queries_parse_in_the_current_syntax") else {
+    let Some(data) = shared_data::or_skip(
+        "es_missing_event_queries_parse_in_the_current_syntax",
+        &["es-eql-suite"],
+    ) else {
         return;
     };
     // The shared copy (ES 12d865a) writes missing events as `-[`; ES now writes `![`

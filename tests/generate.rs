@@ -2,8 +2,9 @@
 //! file checked against an independent brute-force evaluation of the rule over the generated
 //! JSON (it never looks at the generator's internals or planted list).
 
+mod shared_data;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
@@ -742,26 +743,6 @@ fn hundred_thousand_events_in_debug_mode() {
 
 // ---- mapping check against the shared reference data ----------------------------------------
 
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SEQWATCH_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let probe = dir.join("data/mappings-reference/endpoint-process/fields.yml");
-    if probe.is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the shared reference data is missing at {}",
-        probe.display()
-    );
-    eprintln!(
-        "SKIPPED: shared reference data not found at {} (set SEQWATCH_SHARED_DIR)",
-        probe.display()
-    );
-    None
-}
-
 /// Field path -> type from an integrations-style `fields.yml` (nested `- name:` items; dotted
 /// names allowed; `multi_fields` children become sub-paths, which is harmless here).
 fn parse_fields_yml(text: &str) -> HashMap<String, String> {
@@ -828,7 +809,16 @@ fn value_fits(ty: &str, v: &Value) -> bool {
 
 #[test]
 fn defend_documents_fit_the_endpoint_mapping() {
-    let Some(dir) = shared_dir() else { return };
+    let Some(data) = shared_data::or_skip(
+        "defend_documents_fit_the_endpoint_mapping",
+        &[
+            "mappings-reference/endpoint-process/fields.yml",
+            "mappings-reference/crowdstrike-fdr/ecs.yml",
+        ],
+    ) else {
+        return;
+    };
+    let dir = data.join("..");
     let text =
         std::fs::read_to_string(dir.join("data/mappings-reference/endpoint-process/fields.yml"))
             .expect("read fields.yml");
@@ -865,7 +855,16 @@ fn defend_documents_fit_the_endpoint_mapping() {
 
 #[test]
 fn fdr_documents_use_declared_fields_with_ecs_types() {
-    let Some(dir) = shared_dir() else { return };
+    let Some(data) = shared_data::or_skip(
+        "fdr_documents_use_declared_fields_with_ecs_types",
+        &[
+            "mappings-reference/endpoint-process/fields.yml",
+            "mappings-reference/crowdstrike-fdr/ecs.yml",
+        ],
+    ) else {
+        return;
+    };
+    let dir = data.join("..");
     let mut declared = HashSet::new();
     for f in ["ecs.yml", "base-fields.yml"] {
         let text =

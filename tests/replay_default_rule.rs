@@ -19,6 +19,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
+mod shared_data;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -342,29 +344,14 @@ fn ecs_typing_is_what_makes_numeric_keys_join_as_es_does() {
     assert_eq!(typed.lines[2]["join_keys"][0], serde_json::json!("77"));
 }
 
-/// `../shared/data` relative to the repository root (or `SEQWATCH_SHARED_DATA`), as the other
-/// tests find it; worktrees sit one level deeper, so `../../shared/data` is tried too.
-fn shared_data() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        let dir = PathBuf::from(dir);
-        return dir.join("rules").is_dir().then_some(dir);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [root.join("../shared/data"), root.join("../../shared/data")]
-        .into_iter()
-        .find(|p| p.join("rules").is_dir())
-}
-
 /// The v4 revision as published in elastic/detection-rules (the shared copy, not ours) matches
 /// macOS and `start` events in `v2_scope`, exactly as our own v4 fixture rule does.
 #[test]
 fn published_v4_rule_matches_what_the_v4_fixture_rule_matches() {
-    let Some(shared) = shared_data() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but ../shared/data (SEQWATCH_SHARED_DATA) is missing"
-        );
-        println!("SKIPPED published_v4_rule_matches_what_the_v4_fixture_rule_matches: ../shared/data not found (set SEQWATCH_SHARED_DATA)");
+    let Some(shared) = shared_data::or_skip(
+        "published_v4_rule_matches_what_the_v4_fixture_rule_matches",
+        &["rules"],
+    ) else {
         return;
     };
     let path = shared.join(

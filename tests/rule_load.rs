@@ -1,39 +1,12 @@
 //! Rule loading: the built-in rule, the upstream detection-rules revisions in
 //! `/work/shared/data/rules`, and every error class with its exact message.
 
-use std::path::PathBuf;
 use std::time::Duration;
+
+mod shared_data;
 
 use seqwatch::eql::ast::Query;
 use seqwatch::rule::{Rule, RuleError, Severity};
-
-/// `../shared/data` relative to the repository root (or `SEQWATCH_SHARED_DATA`). Worktrees
-/// live one level deeper (`/work/wt/<name>`), so `../../shared/data` is tried as well.
-fn shared_data() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("SEQWATCH_SHARED_DATA") {
-        let dir = PathBuf::from(dir);
-        return dir.join("rules").is_dir().then_some(dir);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [root.join("../shared/data"), root.join("../../shared/data")]
-        .into_iter()
-        .find(|p| p.join("rules").is_dir())
-}
-
-/// The shared data dir, or `None` after printing that the test skipped. With `CI=true` a
-/// missing dir fails the test instead.
-fn shared_or_skip(test: &str) -> Option<PathBuf> {
-    match shared_data() {
-        Some(dir) => Some(dir),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: CI=true but ../shared/data (SEQWATCH_SHARED_DATA) is missing")
-        }
-        None => {
-            println!("SKIPPED {test}: ../shared/data not found (set SEQWATCH_SHARED_DATA)");
-            None
-        }
-    }
-}
 
 fn expect_err(text: &str) -> RuleError {
     match Rule::from_toml_str(text, "x.toml") {
@@ -106,7 +79,9 @@ fn builtin_rule_loads_with_expected_settings() {
 
 #[test]
 fn upstream_revisions_load_and_v2_matches_builtin() {
-    let Some(data) = shared_or_skip("upstream_revisions_load_and_v2_matches_builtin") else {
+    let Some(data) =
+        shared_data::or_skip("upstream_revisions_load_and_v2_matches_builtin", &["rules"])
+    else {
         return;
     };
     let rules = data.join("rules");
