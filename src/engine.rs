@@ -495,6 +495,24 @@ impl Correlator<'_> {
         self.push_at(hit, None)
     }
 
+    /// Counts a hit that could not even be read (its `_source` did not parse) as a bad event.
+    pub fn skip(&mut self, index: &str, id: &str, reason: String) {
+        self.stats.hits += 1;
+        self.implicit += 1;
+        self.record_bad(index, id, reason);
+    }
+
+    fn record_bad(&mut self, index: &str, id: &str, reason: String) {
+        self.stats.bad_events += 1;
+        if self.stats.bad_event_samples.len() < BAD_EVENT_SAMPLES {
+            self.stats.bad_event_samples.push(BadEvent {
+                index: index.to_owned(),
+                id: id.to_owned(),
+                reason,
+            });
+        }
+    }
+
     /// [`Correlator::push`] with the event time Elasticsearch sorted the hit by (epoch
     /// nanoseconds, the first sort value), so the order the matcher sees is exactly the order
     /// the hits came in, whatever the `_source` spelling of the timestamp.
@@ -533,14 +551,7 @@ impl Correlator<'_> {
                 }
             }
             Err(reason) => {
-                self.stats.bad_events += 1;
-                if self.stats.bad_event_samples.len() < BAD_EVENT_SAMPLES {
-                    self.stats.bad_event_samples.push(BadEvent {
-                        index: hit.index.to_string(),
-                        id: hit.id.to_string(),
-                        reason,
-                    });
-                }
+                self.record_bad(&hit.index, &hit.id, reason);
                 Ok(())
             }
         }

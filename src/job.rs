@@ -501,6 +501,10 @@ async fn detect(
             run.counts.pages += 1;
             run.counts.events_fetched += page.len() as u64;
             for h in page {
+                if let Some(reason) = h.source_error {
+                    correlator.skip(&h.index, &h.id, reason);
+                    continue;
+                }
                 let sorted_at = h.sort.get(0).and_then(Value::as_i64);
                 let hit = Hit {
                     index: Arc::from(h.index),

@@ -20,8 +20,46 @@ pub struct RawHit {
     pub id: String,
     /// `_source` (filtered to the requested fields).
     pub source: Value,
+    /// Why `_source` could not be read, if it could not (then `source` is null).
+    pub source_error: Option<String>,
     /// The sort values, for `search_after`.
     pub sort: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct PageAnswer {
+    pit_id: Option<String>,
+    #[serde(default)]
+    timed_out: bool,
+    #[serde(rename = "_shards", default)]
+    shards: PageShards,
+    hits: PageHits,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PageShards {
+    #[serde(default)]
+    failed: u64,
+    #[serde(default)]
+    failures: Vec<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageHits {
+    #[serde(default)]
+    hits: Vec<PageHit>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageHit {
+    #[serde(rename = "_index")]
+    index: String,
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "_source")]
+    source: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    sort: Value,
 }
 
 /// A point in time being paged through. Close it with [`PitPager::close`] on every path.
@@ -95,45 +133,74 @@ impl EsClient {
         if let Some(after) = &pager.after {
             body["search_after"] = after.clone();
         }
-        let answer = self.search_point_in_time(&body).await?;
         let operation = "POST _search (point in time)";
-        if let Some(id) = answer["pit_id"].as_str() {
-            pager.pit_id = id.to_owned();
+        let reply = self
+            .call(
+                operation,
+                Method::Post,
+                "/_search",
+                &[],
+                Some(body.to_string()),
+            )
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(super::status_error(operation, reply));
         }
-        let failed = answer["_shards"]["failed"].as_u64().unwrap_or(0);
-        if failed > 0 {
-            let reason = answer["_shards"]["failures"][0]["reason"]["reason"]
-                .as_str()
-                .or_else(|| answer["_shards"]["failures"][0]["reason"]["type"].as_str())
+        // Each `_source` stays raw text until parsed on its own, so one document that cannot be
+        // read (nested beyond the JSON parser's depth limit, say) becomes one skipped event
+        // instead of a page, and so every run, that fails.
+        let answer: PageAnswer =
+            serde_json::from_str(&reply.body).map_err(|err| EsError::Response {
+                operation: operation.into(),
+                reason: format!("the search answer is not the expected JSON: {err}"),
+            })?;
+        if let Some(id) = answer.pit_id {
+            pager.pit_id = id;
+        }
+        if answer.shards.failed > 0 {
+            let first = answer.shards.failures.first();
+            let reason = first
+                .and_then(|f| {
+                    f["reason"]["reason"]
+                        .as_str()
+                        .or_else(|| f["reason"]["type"].as_str())
+                })
                 .unwrap_or("unknown");
             return Err(EsError::Response {
                 operation: operation.into(),
-                reason: format!("{failed} shard(s) failed; the first: {reason}"),
+                reason: format!(
+                    "{} shard(s) failed; the first: {reason}",
+                    answer.shards.failed
+                ),
             });
         }
-        if answer["timed_out"] == json!(true) {
+        if answer.timed_out {
             return Err(EsError::Response {
                 operation: operation.into(),
                 reason: "the search timed out".into(),
             });
         }
-        let hits = answer["hits"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if hits.is_empty() {
+        if answer.hits.hits.is_empty() {
             pager.done = true;
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(hits.len());
-        for mut h in hits {
-            let index = h["_index"].as_str().unwrap_or_default().to_owned();
-            let id = h["_id"].as_str().unwrap_or_default().to_owned();
+        let mut out = Vec::with_capacity(answer.hits.hits.len());
+        for h in answer.hits.hits {
+            let (source, source_error) = match h
+                .source
+                .as_deref()
+                .map(|raw| serde_json::from_str::<Value>(raw.get()))
+            {
+                Some(Ok(v)) => (v, None),
+                Some(Err(e)) => (Value::Null, Some(format!("_source cannot be read: {e}"))),
+                None => (Value::Null, Some("the hit has no _source".to_owned())),
+            };
             out.push(RawHit {
-                index,
-                id,
-                source: h["_source"].take(),
-                sort: h["sort"].take(),
+                index: h.index,
+                id: h.id,
+                source,
+                source_error,
+                sort: h.sort,
             });
         }
         pager.after = out.last().map(|h| h.sort.clone());

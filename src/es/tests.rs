@@ -491,3 +491,54 @@ fn backoff_grows_and_is_capped() {
         assert!(wait <= ceiling, "attempt {attempt}: {wait:?} > {ceiling:?}");
     }
 }
+
+#[tokio::test]
+async fn an_unreadable_source_is_one_skipped_hit_not_a_failed_page() {
+    // 300 levels: beyond serde_json's recursion limit of 128 for a `Value`.
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let page = format!(
+        r#"{{"pit_id":"p2","timed_out":false,"_shards":{{"total":1,"successful":1,"failed":0}},
+            "hits":{{"hits":[
+              {{"_index":"i","_id":"deep","_source":{{"process":{{"name":{deep}}}}},"sort":[1,1]}},
+              {{"_index":"i","_id":"fine","_source":{{"process":{{"name":"node"}}}},"sort":[2,2]}}]}}}}"#
+    );
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), r#"{"id":"p1"}"#),
+        answer("200 OK", Some("application/json"), &page),
+    ])
+    .await;
+    let es = client(&url);
+    let mut pager = es
+        .open_pager(
+            &["i".to_owned()],
+            "1m",
+            10,
+            json!({"match_all": {}}),
+            &[],
+            json!([]),
+        )
+        .await
+        .expect("pit opens");
+    let hits = es
+        .next_page(&mut pager)
+        .await
+        .expect("the page is read")
+        .expect("hits");
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].id, "deep");
+    assert!(
+        hits[0]
+            .source_error
+            .as_deref()
+            .is_some_and(|e| e.contains("_source cannot be read")),
+        "{:?}",
+        hits[0].source_error
+    );
+    assert_eq!(hits[1].source, json!({"process": {"name": "node"}}));
+    assert_eq!(hits[1].source_error, None);
+    let requests = server.await.expect("server");
+    assert!(
+        requests[1].contains("\"pit\""),
+        "the page request carries the point in time"
+    );
+}
