@@ -242,11 +242,7 @@ mod candidates {
         bencher
             .counter(ItemsCount::new(f.candidate_lines.len()))
             .bench(|| {
-                correlate_lines(
-                    &f.compiled,
-                    f.rule.max_signals as usize,
-                    &f.candidate_lines,
-                )
+                correlate_lines(&f.compiled, f.rule.max_signals as usize, &f.candidate_lines)
             });
     }
 
@@ -263,12 +259,6 @@ mod candidates {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.candidate_hits.len()))
-            .bench(|| {
-                correlate_hits(
-                    &f.compiled,
-                    f.rule.max_signals as usize,
-                    &f.candidate_hits,
-                )
-            });
+            .bench(|| correlate_hits(&f.compiled, f.rule.max_signals as usize, &f.candidate_hits));
     }
 }
