@@ -84,7 +84,7 @@ fn cut_source(source: &Value, includes: &[String], prefix: &str) -> Option<Value
                 } else {
                     format!("{prefix}.{k}")
                 };
-                if includes.iter().any(|i| *i == path) {
+                if includes.contains(&path) {
                     out.insert(k.clone(), v.clone());
                 } else if includes.iter().any(|i| i.starts_with(&format!("{path}."))) {
                     if let Some(inner) = cut_source(v, includes, &path) {
@@ -174,6 +174,14 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// Decodes every line and uses the result (its top-level field count), so nothing is elided.
+fn decoded_fields(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .map(|l| decode(l).source.as_object().map_or(0, |m| m.len()))
+        .sum()
+}
+
 fn correlate_lines(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
     let mut correlator = compiled.correlator(max_signals);
     for line in lines {
@@ -209,7 +217,7 @@ mod full_stream {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.lines.len()))
-            .bench(|| f.lines.iter().map(|l| decode(l)).count());
+            .bench(|| decoded_fields(&f.lines));
     }
 
     #[divan::bench]
@@ -251,7 +259,7 @@ mod candidates {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.candidate_lines.len()))
-            .bench(|| f.candidate_lines.iter().map(|l| decode(l)).count());
+            .bench(|| decoded_fields(&f.candidate_lines));
     }
 
     #[divan::bench]
