@@ -716,136 +716,96 @@ impl Ctx<'_> {
                     self.synthetic_inventory(s, &p, &init);
                 }
             }
-            Noise::NearCase => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::Case),
-                    None,
-                    false,
-                );
-                let n = self.rng.range(1, 3) as usize;
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "Install"],
-                    Some(tree),
-                    n,
-                    ChildStyle::Normal,
-                    None,
-                );
-            }
-            Noise::NearLate => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::Expected,
-                    Some("first child 10.001 s after npm"),
-                    false,
-                );
-                let n = self.rng.range(1, 3) as usize;
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install"],
-                    Some(tree),
-                    n,
-                    ChildStyle::Normal,
-                    Some(10_001),
-                );
-            }
-            Noise::NearIgnoreScripts => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::IgnoreScripts),
-                    None,
-                    true,
-                );
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install", "--ignore-scripts"],
-                    Some(tree),
-                    0,
-                    ChildStyle::Normal,
-                    None,
-                );
-            }
-            Noise::NearSyntheticParent => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::SyntheticParent),
-                    None,
-                    false,
-                );
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install"],
-                    Some(tree),
-                    2,
-                    ChildStyle::SyntheticParent,
-                    None,
-                );
-            }
-            Noise::NearSyntheticChild => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::SyntheticChild),
-                    None,
-                    false,
-                );
-                // One child only: a later genuine child would still match.
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install"],
-                    Some(tree),
-                    1,
-                    ChildStyle::SyntheticChild,
-                    None,
-                );
-            }
-            Noise::NearNoParentName => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::NoParentName),
-                    None,
-                    false,
-                );
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install"],
-                    Some(tree),
-                    2,
-                    ChildStyle::NoParentName,
-                    None,
-                );
-            }
-            Noise::NearForkOnly => {
-                let sh = self.shell();
-                let tree = self.register(
-                    TreeKind::Benign,
-                    Plan::NearMiss(NearMiss::ForkOnly),
-                    None,
-                    false,
-                );
-                self.npm_with_children(
-                    &sh,
-                    s,
-                    &["node", p.npm, "install"],
-                    Some(tree),
-                    1,
-                    ChildStyle::ForkOnly,
-                    None,
-                );
-            }
+            Noise::NearCase => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::Case),
+                None,
+                &["node", p.npm, "Install"],
+                Children::Random,
+                ChildStyle::Normal,
+                None,
+            ),
+            Noise::NearLate => self.benign_npm_tree(
+                s,
+                Plan::Expected,
+                Some("first child 10.001 s after npm"),
+                &["node", p.npm, "install"],
+                Children::Random,
+                ChildStyle::Normal,
+                Some(10_001),
+            ),
+            Noise::NearIgnoreScripts => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::IgnoreScripts),
+                None,
+                &["node", p.npm, "install", "--ignore-scripts"],
+                Children::Exactly(0),
+                ChildStyle::Normal,
+                None,
+            ),
+            Noise::NearSyntheticParent => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::SyntheticParent),
+                None,
+                &["node", p.npm, "install"],
+                Children::Exactly(2),
+                ChildStyle::SyntheticParent,
+                None,
+            ),
+            // One child only: a later genuine child would still match.
+            Noise::NearSyntheticChild => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::SyntheticChild),
+                None,
+                &["node", p.npm, "install"],
+                Children::Exactly(1),
+                ChildStyle::SyntheticChild,
+                None,
+            ),
+            Noise::NearNoParentName => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::NoParentName),
+                None,
+                &["node", p.npm, "install"],
+                Children::Exactly(2),
+                ChildStyle::NoParentName,
+                None,
+            ),
+            Noise::NearForkOnly => self.benign_npm_tree(
+                s,
+                Plan::NearMiss(NearMiss::ForkOnly),
+                None,
+                &["node", p.npm, "install"],
+                Children::Exactly(1),
+                ChildStyle::ForkOnly,
+                None,
+            ),
         }
+    }
+
+    /// A benign npm tree under a shell: registered with `plan` (and `note`), then `args` as the
+    /// npm process with its lifecycle children. The order of random draws (shell, tree, child
+    /// count) is part of the pinned output.
+    #[allow(clippy::too_many_arguments)]
+    fn benign_npm_tree(
+        &mut self,
+        at: i64,
+        plan: Plan,
+        note: Option<&'static str>,
+        args: &[&str],
+        children: Children,
+        style: ChildStyle,
+        first_delay: Option<i64>,
+    ) {
+        let sh = self.shell();
+        // With no child coming, the truth record is complete with the npm event alone.
+        let single = matches!(children, Children::Exactly(0));
+        let tree = self.register(TreeKind::Benign, plan, note, single);
+        let n = match children {
+            Children::Exactly(n) => n,
+            Children::Random => self.rng.range(1, 3) as usize,
+        };
+        self.npm_with_children(&sh, at, args, Some(tree), n, style, first_delay);
     }
 
     /// An npm-like node process with `n` lifecycle-script children (`sh -c <benign script>`).
@@ -1315,6 +1275,16 @@ impl Ctx<'_> {
 }
 
 /// How the children of an npm-like process are reported.
+
+/// How many lifecycle children a benign tree gets.
+#[derive(Debug, Clone, Copy)]
+enum Children {
+    /// This many.
+    Exactly(usize),
+    /// One or two, drawn from the generator's random stream.
+    Random,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChildStyle {
     Normal,
