@@ -1274,8 +1274,6 @@ impl Ctx<'_> {
     }
 }
 
-/// How the children of an npm-like process are reported.
-
 /// How many lifecycle children a benign tree gets.
 #[derive(Debug, Clone, Copy)]
 enum Children {
@@ -1285,6 +1283,7 @@ enum Children {
     Random,
 }
 
+/// How the children of an npm-like process are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChildStyle {
     Normal,
