@@ -554,53 +554,36 @@ impl<'a> Parser<'a> {
     }
 
     fn or_expr(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and_expr()?;
-        let mut chain = 0;
-        while self.at(&TokenKind::Or) {
-            let op = self.advance();
-            let right = self.and_expr()?;
-            chain += 1;
-            self.check_chain(chain, &op.span)?;
-            self.check_type(
-                &left,
-                &[Ty::Boolean, Ty::Null, Ty::Unknown],
-                "argument of [or] must be boolean",
-            )?;
-            self.check_type(
-                &right,
-                &[Ty::Boolean, Ty::Null, Ty::Unknown],
-                "argument of [or] must be boolean",
-            )?;
-            let span = left.span.start..right.span.end;
-            left = Expr {
-                kind: ExprKind::Or(Box::new(left), Box::new(right)),
-                span,
-            };
-        }
-        Ok(left)
+        self.logical_chain(TokenKind::Or, Self::and_expr, "or", ExprKind::Or)
     }
 
     fn and_expr(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.not_expr()?;
+        self.logical_chain(TokenKind::And, Self::not_expr, "and", ExprKind::And)
+    }
+
+    /// `operand (op operand)*`, left-associative, for `or` and `and`: both sides must be
+    /// boolean (or null/unknown), and long chains are bounded by `check_chain`.
+    fn logical_chain(
+        &mut self,
+        op_token: TokenKind,
+        operand: fn(&mut Self) -> Result<Expr, ParseError>,
+        name: &str,
+        make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
+    ) -> Result<Expr, ParseError> {
+        let message = format!("argument of [{name}] must be boolean");
+        let mut left = operand(self)?;
         let mut chain = 0;
-        while self.at(&TokenKind::And) {
+        while self.at(&op_token) {
             let op = self.advance();
-            let right = self.not_expr()?;
+            let right = operand(self)?;
             chain += 1;
             self.check_chain(chain, &op.span)?;
-            self.check_type(
-                &left,
-                &[Ty::Boolean, Ty::Null, Ty::Unknown],
-                "argument of [and] must be boolean",
-            )?;
-            self.check_type(
-                &right,
-                &[Ty::Boolean, Ty::Null, Ty::Unknown],
-                "argument of [and] must be boolean",
-            )?;
+            for side in [&left, &right] {
+                self.check_type(side, &[Ty::Boolean, Ty::Null, Ty::Unknown], &message)?;
+            }
             let span = left.span.start..right.span.end;
             left = Expr {
-                kind: ExprKind::And(Box::new(left), Box::new(right)),
+                kind: make(Box::new(left), Box::new(right)),
                 span,
             };
         }
