@@ -297,3 +297,182 @@ fn pbkdf2_matches_the_reference() {
     );
     assert_eq!(common::base64(b"ab"), "YWI=");
 }
+
+/// `POST|DELETE _security/api_key` as the superuser, with curl (the client has no such call:
+/// seqwatch never manages keys). Returns the answer.
+fn api_key_request(method: &str, body: &Value) -> Value {
+    let url = format!("{}/_security/api_key", common::es_url());
+    let password = std::fs::read_to_string(
+        std::env::var("SEQWATCH_TEST_ES_PASSWORD_FILE").expect("a secure node has a password file"),
+    )
+    .expect("the password file");
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--fail-with-body", "-X", method, &url])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(body.to_string())
+        // The credentials go through stdin, not the command line.
+        .args(["--config", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    if let Some(ca) = common::es_ca_file() {
+        cmd.arg("--cacert").arg(ca);
+    }
+    let mut child = cmd.spawn().expect("curl runs");
+    child
+        .stdin
+        .take()
+        .expect("curl's stdin")
+        .write_all(format!("user = \"elastic:{}\"\n", password.trim()).as_bytes())
+        .expect("writing curl's config");
+    let out = child.wait_with_output().expect("curl finishes");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{method} _security/api_key: {text}");
+    serde_json::from_str(&text).expect("the answer is JSON")
+}
+
+/// API keys end to end on the secure node (`scripts/es --security` installs the analysis
+/// components the `.security` index needs: scripts/es-security-analysis/README.md): a key
+/// limited to the documented role runs the job (the run and `validate --check-es` through
+/// `SEQWATCH_ES_API_KEY` as `id:api_key` and through `api_key_file` holding `encoded`); a key
+/// lacking `read` on the sources is refused before writing; an invalidated key gets 401; no key
+/// appears in any output.
+#[tokio::test]
+async fn an_api_key_with_the_documented_role_runs_and_a_weaker_one_is_refused() {
+    let Some(fx) = JobFixture::new("privileges-api-key").await else {
+        return;
+    };
+    if es_config_dir().is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: security is off on this node; API keys are tested on the secure node"
+        );
+        return;
+    }
+    if std::env::var("SEQWATCH_TEST_ES_API_KEYS").as_deref() != Ok("1") {
+        assert!(
+            !common::in_ci(),
+            "CI=true: the secure node must support API keys (scripts/es builds the analysis plugin with a JDK 21+ javac)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: this node cannot create API keys (no SEQWATCH_TEST_ES_API_KEYS=1 from scripts/es)"
+        );
+        return;
+    }
+    let now = T0 + minutes(10);
+    let (docs, truth) = install_sequence(
+        &fx,
+        Sensor::Defend,
+        "k1",
+        "host-k1",
+        T0 + minutes(5),
+        T0 + minutes(5) + 1_000,
+    );
+    fx.load(&docs).await;
+    let config = fx.config();
+    let rule = fx.rule(&config);
+
+    let role = documented_role();
+    let key = api_key_request(
+        "POST",
+        &json!({"name": format!("seqwatch-{}", fx.name), "role_descriptors": {"seqwatch": role}}),
+    );
+    let (id, secret, encoded) = (
+        key["id"].as_str().expect("id").to_owned(),
+        key["api_key"].as_str().expect("api_key").to_owned(),
+        key["encoded"].as_str().expect("encoded").to_owned(),
+    );
+    let mut weaker_role = role.clone();
+    weaker_role["indices"]
+        .as_array_mut()
+        .expect("indices")
+        .remove(0);
+    let weaker = api_key_request(
+        "POST",
+        &json!({"name": format!("seqwatch-weak-{}", fx.name), "role_descriptors": {"seqwatch": weaker_role}}),
+    );
+    let weaker_encoded = weaker["encoded"].as_str().expect("encoded").to_owned();
+    let secrets = [secret.as_str(), encoded.as_str(), weaker_encoded.as_str()];
+
+    let with_key = |encoded: &str| {
+        let mut settings = common::es_settings();
+        settings.auth = Some(seqwatch::es::EsAuth::EncodedApiKey(
+            secrecy::SecretString::from(encoded.to_owned()),
+        ));
+        let mut ctx = fx.ctx(&config, "api-key-test");
+        ctx.es = EsClient::connect(&settings).expect("a client with the key");
+        ctx
+    };
+
+    let weak_ctx = with_key(&weaker_encoded);
+    let refused = ran(seqwatch::job::run_once(&weak_ctx, &rule, at_ms(now), RunMode::Once).await);
+    let error = refused.error.clone().unwrap_or_default();
+    assert_eq!(refused.status, RunStatus::Failed, "{refused:#?}");
+    assert!(
+        error.contains("checking privileges")
+            && error.contains("`read` on `logs-endpoint.events.process"),
+        "{error}"
+    );
+    assert_eq!(alerts_written(&fx).await, 0);
+
+    let ctx = with_key(&encoded);
+    let run = ran(seqwatch::job::run_once(&ctx, &rule, at_ms(now), RunMode::Once).await);
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(fx.shells_in(&fx.alerts).await, [truth.shell_id()].into());
+
+    // The binary, both ways of giving the key.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, format!("{encoded}\n")).expect("writing the key file");
+    let ca = common::es_ca_file().map(|f| f.display().to_string());
+    for (what, var, value) in [
+        (
+            "SEQWATCH_ES_API_KEY=id:api_key",
+            "SEQWATCH_ES_API_KEY",
+            format!("{id}:{secret}"),
+        ),
+        (
+            "elasticsearch.api_key_file",
+            "SEQWATCH_ELASTICSEARCH__API_KEY_FILE",
+            key_file.display().to_string(),
+        ),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seqwatch"));
+        cmd.args(["validate", "--check-es"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("SEQWATCH_ES_API_KEY")
+            .env("SEQWATCH_ELASTICSEARCH__URL", common::es_url())
+            .env("SEQWATCH_ALERTS__INDEX", &fx.alerts)
+            .env("SEQWATCH_STATE__INDEX", &fx.state)
+            .env(var, &value);
+        if let Some(ca) = &ca {
+            cmd.env("SEQWATCH_ELASTICSEARCH__CA_FILE", ca);
+        }
+        let out = cmd.output().expect("seqwatch runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{what}: validate --check-es with the key:\n{text}"
+        );
+        for s in secrets {
+            assert!(!text.contains(s), "{what}: the output shows a key:\n{text}");
+        }
+    }
+
+    api_key_request("DELETE", &json!({"ids": [id]}));
+    let err = ctx
+        .es
+        .health()
+        .await
+        .expect_err("an invalidated key is refused");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let text = format!("{err} {run:?}");
+    for s in secrets {
+        assert!(!text.contains(s), "{text}");
+    }
+}

@@ -235,11 +235,9 @@ async fn a_wrong_password_is_refused_with_401_naming_the_user_only() {
     assert!(!text.contains(wrong), "{text}");
 }
 
-/// An API key the node does not know: 401 in either form, and the key is in no message. (A key
-/// the node would accept cannot be made on the integ-test distribution: creating one needs the
-/// `.security` index, whose settings name analysis components that only the analysis-common
-/// module provides; see docs/least-privilege.md. The exact header sent is checked against a
-/// local listener in tests/secrets_cli.rs.)
+/// An API key the node does not know: 401 in either form, and the key is in no message. (Real
+/// keys, limited to the documented role, are tested end to end in tests/es_privileges.rs; the
+/// exact header sent is checked against a local listener in tests/secrets_cli.rs.)
 #[tokio::test]
 async fn an_unknown_api_key_is_refused_with_401_without_the_key() {
     let Some(_) = require_es("api-key-401").await else {

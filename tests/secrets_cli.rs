@@ -146,7 +146,7 @@ fn header_recorder() -> (
 /// The exact header an API key becomes, in both accepted forms and from both sources
 /// (`SEQWATCH_ES_API_KEY`, `elasticsearch.api_key_file` with a trailing newline):
 /// `Authorization: ApiKey base64(id:key)`, Elasticsearch's scheme. The key itself is never
-/// printed. (A real node cannot accept a key here: see tests/es_security.rs.)
+/// printed. (Real keys against a real node: tests/es_privileges.rs.)
 #[test]
 fn api_keys_are_sent_as_the_apikey_authorization_header() {
     let (id, key) = ("sw-key-id", "sw-key-secret-1618");
