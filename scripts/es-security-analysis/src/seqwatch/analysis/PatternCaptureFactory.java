@@ -7,6 +7,7 @@ import org.elasticsearch.plugin.Inject;
 import org.elasticsearch.plugin.NamedComponent;
 import org.elasticsearch.plugin.analysis.TokenFilterFactory;
 
+/** `pattern_capture`, as analysis-common names it: Lucene's PatternCaptureGroupTokenFilter. Test-only (see README.md). */
 @NamedComponent("pattern_capture")
 public class PatternCaptureFactory implements TokenFilterFactory {
     private final Pattern[] patterns;

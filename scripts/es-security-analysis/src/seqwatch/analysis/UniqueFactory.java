@@ -8,6 +8,7 @@ import org.apache.lucene.analysis.tokenattributes.CharTermAttribute;
 import org.elasticsearch.plugin.NamedComponent;
 import org.elasticsearch.plugin.analysis.TokenFilterFactory;
 
+/** `unique` (only_on_same_position false): drops a term seen earlier in the stream. Test-only (see README.md). */
 @NamedComponent("unique")
 public class UniqueFactory implements TokenFilterFactory {
     @Override
