@@ -378,10 +378,15 @@ pub fn es_settings(config: &Config) -> Result<crate::es::EsSettings> {
         (None, None, _) => None,
     };
     if let Some(ca) = &es.ca_file {
-        settings.ca_pem = Some(
-            std::fs::read(ca)
-                .with_context(|| format!("elasticsearch.ca_file: cannot read {}", ca.display()))?,
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("elasticsearch.ca_file: cannot read {}", ca.display()))?;
+        // Said here, with the file's name, rather than by the TLS stack at connect time.
+        anyhow::ensure!(
+            String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----"),
+            "elasticsearch.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ca.display()
         );
+        settings.ca_pem = Some(pem);
     }
     Ok(settings)
 }

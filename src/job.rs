@@ -196,6 +196,13 @@ pub async fn run_once(
     let run_id = uuid::Uuid::new_v4().to_string();
     let state_index = ctx.config.state.index.clone();
 
+    // A role short of a privilege fails here, naming it, instead of half-running: without
+    // `read` on the sources Elasticsearch would silently skip them (issue 5, item 8).
+    if let Err(e) = check_privileges(ctx, rule).await {
+        let doc = failed_before_start(ctx, rule, &run_id, now, mode, started, e);
+        return RunResult::Ran(Box::new(doc));
+    }
+
     if !matches!(mode, RunMode::Backfill(_)) {
         match acquire_lease(ctx, rule, now).await {
             Ok(None) => {}
@@ -311,6 +318,34 @@ pub async fn run_once(
     }
     log_run(&doc);
     RunResult::Ran(Box::new(doc))
+}
+
+/// The privileges a run needs (docs/least-privilege.md): `monitor`; `read` on the rule's
+/// indices; on the alerts target `create_doc` and `read`, plus `create_index` on seqwatch's own
+/// index or `view_index_metadata` on Kibana's alias; `read`, `index`, `create_index` on the
+/// state index. Passes when the node has no security to ask.
+pub async fn check_privileges(ctx: &JobContext, rule: &PreparedRule) -> Result<(), String> {
+    let alerts = match ctx.config.alerts.target {
+        AlertTarget::Seqwatch => vec!["create_doc", "create_index", "read"],
+        AlertTarget::Kibana => vec!["create_doc", "read", "view_index_metadata"],
+    };
+    let indices = [
+        (rule.rule.index.clone(), vec!["read"]),
+        (vec![ctx.config.alerts.write_target()], alerts),
+        (
+            vec![ctx.config.state.index.clone()],
+            vec!["read", "index", "create_index"],
+        ),
+    ];
+    match ctx.es.missing_privileges(&["monitor"], &indices).await {
+        Ok(Some(found)) if !found.missing.is_empty() => Err(format!(
+            "checking privileges: user {:?} lacks {} (see docs/least-privilege.md)",
+            found.username,
+            found.missing.join(", ")
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("checking privileges: {e}")),
+    }
 }
 
 struct Run {

@@ -494,8 +494,12 @@ async fn authentication_follows_the_nodes_security_setting() {
         return;
     };
     let url = es.url().to_owned();
-    let anonymous = EsClient::connect(&EsSettings::new(url.clone())).expect("connect");
+    // Over HTTPS (scripts/es --tls) both pin the node's CA: only the credentials differ.
+    let mut anonymous = EsSettings::new(url.clone());
+    anonymous.ca_pem = common::es_ca_pem();
+    let anonymous = EsClient::connect(&anonymous).expect("connect");
     let mut wrong = EsSettings::new(url);
+    wrong.ca_pem = common::es_ca_pem();
     wrong.auth = Some(seqwatch::es::EsAuth::Basic {
         username: "elastic".into(),
         password: "definitely-not-the-password".to_owned().into(),

@@ -61,6 +61,19 @@ pub enum EsError {
         reason: String,
     },
 
+    /// The TLS handshake failed because the node's certificate did not verify against the
+    /// trusted roots (the bundled ones plus `elasticsearch.ca_file`) or does not name the host.
+    /// Not retried: waiting does not make a certificate valid.
+    #[error("{operation}: TLS certificate verification failed for Elasticsearch at {url}: {reason} (pin the CA that signed the cluster's HTTP certificate with elasticsearch.ca_file; verification cannot be turned off)")]
+    Certificate {
+        /// The request.
+        operation: String,
+        /// The node's URL.
+        url: String,
+        /// The TLS library's reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
+
     /// Elasticsearch answered with a status other than 2xx.
     #[error("{operation}: Elasticsearch answered HTTP {status}{}: {reason}",
         .error_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]

@@ -488,13 +488,112 @@ impl EsClient {
                 timeout: self.timeout,
             };
         }
+        let reason = error_chain(err);
+        if let Some(at) = CERTIFICATE_FAILURES
+            .iter()
+            .find_map(|marker| reason.find(marker))
+        {
+            return EsError::Certificate {
+                operation: operation.into(),
+                url: self.url.clone(),
+                reason: reason[at..].to_owned(),
+            };
+        }
+        // A node that serves HTTPS closes a plain-HTTP connection without an answer.
+        let hint = if self.url.starts_with("http://")
+            && PLAINTEXT_TO_TLS
+                .iter()
+                .any(|marker| reason.contains(marker))
+        {
+            " (if the cluster serves HTTPS, the URL must start with https://)"
+        } else {
+            ""
+        };
         EsError::Transport {
             operation: operation.into(),
             url: self.url.clone(),
-            reason: error_chain(err),
+            reason: format!("{reason}{hint}"),
         }
     }
+
+    /// Asks the node (`POST _security/user/_has_privileges`) whether the authenticated user
+    /// holds `cluster` privileges and, per entry of `indices`, the privileges on those index
+    /// names or patterns. Returns what is missing, as "`read` on `logs-*`" or "cluster
+    /// `monitor`", with the user's name; `None` when the node cannot tell (security is off, so
+    /// nothing is refused).
+    pub async fn missing_privileges(
+        &self,
+        cluster: &[&str],
+        indices: &[(Vec<String>, Vec<&str>)],
+    ) -> Result<Option<MissingPrivileges>, EsError> {
+        let operation = "POST _security/user/_has_privileges";
+        let body = json!({
+            "cluster": cluster,
+            "index": indices
+                .iter()
+                .map(|(names, privileges)| json!({"names": names, "privileges": privileges}))
+                .collect::<Vec<_>>(),
+        });
+        let reply = self
+            .call(
+                operation,
+                Method::Post,
+                "/_security/user/_has_privileges",
+                &[],
+                Some(body.to_string()),
+            )
+            .await?;
+        // 401 is a refused credential and says so; anything else but 2xx means the node has no
+        // security to ask (a node with security off has no such endpoint, or refuses it).
+        if reply.status != 401 && !(200..300).contains(&reply.status) {
+            return Ok(None);
+        }
+        let answer = judge(operation, reply)?;
+        let mut missing = Vec::new();
+        for privilege in cluster {
+            if answer["cluster"][*privilege] != Value::Bool(true) {
+                missing.push(format!("cluster `{privilege}`"));
+            }
+        }
+        for (names, privileges) in indices {
+            for name in names {
+                for privilege in privileges {
+                    if answer["index"][name.as_str()][*privilege] != Value::Bool(true) {
+                        missing.push(format!("`{privilege}` on `{name}`"));
+                    }
+                }
+            }
+        }
+        Ok(Some(MissingPrivileges {
+            username: answer["username"].as_str().unwrap_or("?").to_owned(),
+            missing,
+        }))
+    }
 }
+
+/// What [`EsClient::missing_privileges`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPrivileges {
+    /// The authenticated user (an API key reports its owner).
+    pub username: String,
+    /// Each privilege the user lacks, e.g. "`read` on `logs-*`"; empty when it has them all.
+    pub missing: Vec<String>,
+}
+
+/// Texts by which the TLS stack says that the peer's certificate did not verify (rustls, then
+/// native TLS stacks).
+const CERTIFICATE_FAILURES: &[&str] = &[
+    "invalid peer certificate",
+    "certificate verify failed",
+    "InvalidCertificate",
+];
+
+/// Texts by which hyper reports a connection closed before any answer.
+const PLAINTEXT_TO_TLS: &[&str] = &[
+    "connection closed before message completed",
+    "Connection reset by peer",
+    "unexpected end of file",
+];
 
 /// Exponential backoff with full jitter: a random wait in `[0, base · 2^(attempt-1)]`.
 fn backoff(base: Duration, attempt: u32) -> Duration {

@@ -1,8 +1,9 @@
 //! Shared helpers for the tests that need a real Elasticsearch (`tests/es_*.rs`): where the node
 //! is (`SEQWATCH_TEST_ES_URL`, optional basic auth from `SEQWATCH_TEST_ES_USER` and
-//! `SEQWATCH_TEST_ES_PASSWORD_FILE`), skipping when it is absent (failing when `CI=true`),
-//! unique index names per test, and cleanup that also runs when a test panics.
-//! `scripts/test` starts a node and sets these variables.
+//! `SEQWATCH_TEST_ES_PASSWORD_FILE`, the CA to pin from `SEQWATCH_TEST_ES_CA_FILE` when the node
+//! speaks HTTPS), skipping when it is absent (failing when `CI=true`), unique index names per
+//! test, cleanup that also runs when a test panics, and users and roles added to the node's file
+//! realm (`SEQWATCH_TEST_ES_CONFIG_DIR`). `scripts/test` starts a node and sets these variables.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
@@ -41,12 +42,219 @@ pub fn es_auth() -> Option<EsAuth> {
     })
 }
 
-/// Settings for the test node, with credentials when configured.
+/// The CA file of the test node, when it speaks HTTPS (`scripts/es --tls` sets
+/// `SEQWATCH_TEST_ES_CA_FILE`).
+pub fn es_ca_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("SEQWATCH_TEST_ES_CA_FILE")
+        .filter(|file| !file.is_empty())
+        .map(Into::into)
+}
+
+/// PEM of the test node's CA, read from [`es_ca_file`].
+pub fn es_ca_pem() -> Option<Vec<u8>> {
+    let file = es_ca_file()?;
+    Some(std::fs::read(&file).unwrap_or_else(|err| {
+        panic!(
+            "SEQWATCH_TEST_ES_CA_FILE={} cannot be read: {err}",
+            file.display()
+        )
+    }))
+}
+
+/// Settings for the test node, with credentials and its CA when configured.
 pub fn es_settings() -> EsSettings {
     let mut settings = EsSettings::new(es_url());
     settings.request_timeout = Duration::from_secs(60);
     settings.auth = es_auth();
+    settings.ca_pem = es_ca_pem();
     settings
+}
+
+/// [`es_settings`] with basic auth as `username` / `password` instead of the superuser.
+pub fn es_settings_as(username: &str, password: &str) -> EsSettings {
+    let mut settings = es_settings();
+    settings.auth = Some(EsAuth::Basic {
+        username: username.to_owned(),
+        password: SecretString::from(password.to_owned()),
+    });
+    settings
+}
+
+/// The node's config directory, where its file realm lives, when security is on
+/// (`SEQWATCH_TEST_ES_CONFIG_DIR`, set by `scripts/es --security`).
+pub fn es_config_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("SEQWATCH_TEST_ES_CONFIG_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(Into::into)
+}
+
+/// Users and roles added to the node's file realm (`roles.yml`, `users`, `users_roles` in its
+/// config directory), as `scripts/check-deploy`'s `FileRealm` does; the node reloads the files
+/// within seconds. The original files are put back when this is dropped, also on a panic.
+pub struct FileRealm {
+    dir: std::path::PathBuf,
+    saved: Vec<(&'static str, String)>,
+}
+
+impl FileRealm {
+    const FILES: [&'static str; 3] = ["roles.yml", "users", "users_roles"];
+
+    /// Adds one user per `(role name, role descriptor)`, named after the role, with a random
+    /// password, and waits (up to 60 s) until the node authenticates every one of them.
+    /// Returns `(role, user, password)` in the order given.
+    pub async fn install(
+        dir: &std::path::Path,
+        roles: &[(String, serde_json::Value)],
+    ) -> (FileRealm, Vec<(String, String, String)>) {
+        let mut saved = Vec::new();
+        for name in Self::FILES {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+                panic!(
+                    "{} is missing ({err}): is this a node started by scripts/es --security?",
+                    path.display()
+                )
+            });
+            saved.push((name, text));
+        }
+        let realm = FileRealm {
+            dir: dir.to_owned(),
+            saved,
+        };
+        let (mut role_lines, mut user_lines, mut role_users) =
+            (String::new(), String::new(), String::new());
+        let mut users = Vec::new();
+        for (role, descriptor) in roles {
+            let user = format!("{}-{}", role.replace('_', "-"), &random_hex()[..6]);
+            let password = random_hex();
+            // JSON is YAML: each descriptor goes in as one flow mapping.
+            role_lines.push_str(&format!("{role}:\n  {descriptor}\n"));
+            user_lines.push_str(&format!("{user}:{}\n", pbkdf2_hash(&password)));
+            role_users.push_str(&format!("{role}:{user}\n"));
+            users.push((role.clone(), user, password));
+        }
+        realm.append("roles.yml", &role_lines);
+        realm.append("users", &user_lines);
+        realm.append("users_roles", &role_users);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for (_, user, password) in &users {
+            let client = EsClient::connect(&es_settings_as(user, password))
+                .expect("a client for a file-realm user");
+            loop {
+                match client.health().await {
+                    Ok(_) => break,
+                    // 401 until the node has reloaded the files; 403 (no `monitor`) means the
+                    // user authenticated.
+                    Err(err) if err.status() == Some(403) => break,
+                    Err(err) if std::time::Instant::now() > deadline => {
+                        panic!("the node did not load file-realm user {user} within 60s: {err}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        }
+        (realm, users)
+    }
+
+    fn append(&self, name: &str, text: &str) {
+        let base = &self
+            .saved
+            .iter()
+            .find(|(file, _)| *file == name)
+            .expect("a saved realm file")
+            .1;
+        let separator = if base.is_empty() || base.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        // Writing in place keeps the file's owner (the node's user) and mode.
+        std::fs::write(self.dir.join(name), format!("{base}{separator}{text}"))
+            .expect("writing a file-realm file");
+    }
+}
+
+impl Drop for FileRealm {
+    fn drop(&mut self) {
+        for (name, text) in &self.saved {
+            if let Err(err) = std::fs::write(self.dir.join(name), text) {
+                let _ = writeln!(std::io::stderr(), "restoring {name} failed: {err}");
+            }
+        }
+    }
+}
+
+fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A file-realm password hash in Elasticsearch's `{PBKDF2}` form: 10000 iterations of
+/// PBKDF2-HMAC-SHA512 with a 32-byte salt and a 32-byte key, both base64 (the format that
+/// `Hasher.PBKDF2` in x-pack core reads, as `scripts/check-deploy` writes it).
+pub fn pbkdf2_hash(password: &str) -> String {
+    let salt: Vec<u8> = (0..2)
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .collect();
+    let key = pbkdf2_hmac_sha512(password.as_bytes(), &salt, 10_000);
+    format!("{{PBKDF2}}10000${}${}", base64(&salt), base64(&key))
+}
+
+/// The first 32 bytes (one block) of PBKDF2 (RFC 8018) with HMAC-SHA512.
+pub fn pbkdf2_hmac_sha512(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut first = salt.to_vec();
+    first.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = hmac_sha512(password, &first);
+    let mut out = u;
+    for _ in 1..iterations {
+        u = hmac_sha512(password, &u);
+        for (o, b) in out.iter_mut().zip(u.iter()) {
+            *o ^= b;
+        }
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&out[..32]);
+    key
+}
+
+fn hmac_sha512(key: &[u8], message: &[u8]) -> [u8; 64] {
+    use sha2::{Digest, Sha512};
+    const BLOCK: usize = 128;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..64].copy_from_slice(&Sha512::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha512::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha512::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.into()
+}
+
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A client for the test node if it answers; otherwise prints "skipped: no Elasticsearch at …"
