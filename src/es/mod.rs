@@ -543,9 +543,14 @@ impl EsClient {
                 Some(body.to_string()),
             )
             .await?;
-        // 401 is a refused credential and says so; anything else but 2xx means the node has no
-        // security to ask (a node with security off has no such endpoint, or refuses it).
-        if reply.status != 401 && !(200..300).contains(&reply.status) {
+        // A node with security off has no such endpoint: 400 "no handler found" (or 404/405
+        // behind some proxies), or a refusal saying security is disabled. Only those mean
+        // "nothing to ask"; a 401, 403 or 5xx is an answer and fails as such.
+        let security_off = matches!(reply.status, 400 | 404 | 405)
+            && (reply.body.contains("no handler found")
+                || reply.body.to_ascii_lowercase().contains("security")
+                || reply.status != 400);
+        if security_off {
             return Ok(None);
         }
         let answer = judge(operation, reply)?;
