@@ -702,7 +702,9 @@ async fn detect(
             return Err(f);
         }
         if !retry.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            // Exponential with full jitter, as every other retry (a fixed schedule would
+            // make replicas throttled together retry together).
+            tokio::time::sleep(es.retry_backoff(attempt)).await;
         }
         pending = retry;
     }

@@ -182,6 +182,13 @@ impl EsClient {
         })
     }
 
+    /// The wait before retry `attempt` (1-based) of something this client does not retry
+    /// itself (such as `_bulk` items refused with 429): exponential from
+    /// [`EsSettings::retry_base`] with full jitter, at most [`MAX_BACKOFF`].
+    pub fn retry_backoff(&self, attempt: u32) -> Duration {
+        backoff(self.retry_base, attempt)
+    }
+
     /// The node's base URL (never with credentials).
     pub fn url(&self) -> &str {
         &self.url

@@ -597,3 +597,23 @@ async fn an_umbrella_error_names_its_root_cause() {
         "{text}"
     );
 }
+
+/// The wait between `_bulk` item retries (job.rs) is the client's jittered exponential
+/// backoff: within the doubling ceiling, and not one fixed value.
+#[test]
+fn retry_backoff_is_jittered_within_its_ceiling() {
+    let es = retrying_client("http://127.0.0.1:9", 3);
+    let mut seen = std::collections::BTreeSet::new();
+    for attempt in 1..=4u32 {
+        for _ in 0..50 {
+            let wait = es.retry_backoff(attempt);
+            assert!(
+                wait <= Duration::from_millis(20 << (attempt - 1)),
+                "{wait:?}"
+            );
+            seen.insert(wait);
+            std::thread::sleep(Duration::from_micros(37));
+        }
+    }
+    assert!(seen.len() > 10, "jittered: {} distinct waits", seen.len());
+}
