@@ -402,6 +402,12 @@ fn failed_before_start(
         version: env!("CARGO_PKG_VERSION").into(),
     };
     log_run(&doc);
+    // The cluster just failed us; the next run that reaches it writes this document.
+    keep_run_doc(
+        &ctx.config.state.index,
+        run_id,
+        serde_json::to_value(&doc).unwrap_or(Value::Null),
+    );
     doc
 }
 
