@@ -73,6 +73,17 @@ impl Health {
     }
 }
 
+/// One reachability check for `/readyz`. A failed check makes the daemon not ready at once:
+/// keeping the last success for its 30 s would answer "ready" for half a minute after the node
+/// went away.
+async fn probe_es(es: &crate::es::EsClient, health: &Health) {
+    let up = es.health().await.is_ok();
+    crate::metrics::record_es_up(up);
+    if let Ok(mut g) = health.es_ok_at.lock() {
+        *g = up.then(Instant::now);
+    }
+}
+
 /// Runs the daemon until a signal; returns the exit code.
 pub fn run(config: Config, selection: &RuleSelection) -> Result<ExitCode> {
     let rules = crate::app::load_rules(&config, selection)?;
@@ -200,13 +211,7 @@ pub async fn serve(
         let (es, health) = (ctx.es.clone(), health.clone());
         tokio::spawn(async move {
             loop {
-                let up = es.health().await.is_ok();
-                crate::metrics::record_es_up(up);
-                if up {
-                    if let Ok(mut g) = health.es_ok_at.lock() {
-                        *g = Some(Instant::now());
-                    }
-                }
+                probe_es(&es, &health).await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
         })
@@ -379,6 +384,23 @@ mod tests {
             run_tick(&ctx, &rule, &busy, &health, &stopping).await,
             Tick::Ran,
             "a normal tick runs (and fails: nothing listens there)"
+        );
+    }
+
+    /// A node that stops answering makes the daemon not ready at the next check, not 30 s
+    /// after the last success (issue 5, item 2: not-ready while the node is down).
+    #[tokio::test]
+    async fn a_failed_check_makes_the_daemon_not_ready_at_once() {
+        let (ctx, rule) = unreachable_ctx();
+        let health = Health::default();
+        let _ = health.started.set(Instant::now());
+        let _ = health.rules.set(vec![rule.rule.name.clone()]);
+        *health.es_ok_at.lock().unwrap() = Some(Instant::now());
+        assert_eq!(health.ready(), Ok(()), "a fresh success is ready");
+        probe_es(&ctx.es, &health).await;
+        assert_eq!(
+            health.ready(),
+            Err("Elasticsearch is not reachable".to_owned())
         );
     }
 

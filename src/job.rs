@@ -302,16 +302,13 @@ pub async fn run_once(
             warn!(rule = %rule.rule.name, error = %e, "checkpoint not written; the next run covers this window again");
         }
     }
-    if let Err(e) = ctx
-        .es
-        .put_doc(
-            &state_index,
-            &run_id,
-            &serde_json::to_value(&doc).unwrap_or(Value::Null),
-        )
-        .await
-    {
-        warn!(rule = %rule.rule.name, error = %e, "run document not written");
+    let body = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    match ctx.es.put_doc(&state_index, &run_id, &body).await {
+        Ok(()) => write_kept_run_docs(ctx, &state_index).await,
+        Err(e) => {
+            warn!(rule = %rule.rule.name, error = %e, "run document not written; kept in memory for the next run to write");
+            keep_run_doc(&state_index, &run_id, body);
+        }
     }
     if mode == RunMode::Once {
         release_lease(ctx, rule, now).await;
@@ -345,6 +342,43 @@ pub async fn check_privileges(ctx: &JobContext, rule: &PreparedRule) -> Result<(
         )),
         Ok(_) => Ok(()),
         Err(e) => Err(format!("checking privileges: {e}")),
+    }
+}
+
+/// Run documents the cluster did not take (typically: the failed run of an outage), as
+/// (state index, run id, document). The next run that writes its own document to that index
+/// writes these too, so the history shows the outage's failed runs. Bounded: the oldest go
+/// first.
+static UNWRITTEN_RUN_DOCS: std::sync::Mutex<Vec<(String, String, Value)>> =
+    std::sync::Mutex::new(Vec::new());
+/// How many unwritten run documents are kept.
+const UNWRITTEN_RUN_DOCS_KEPT: usize = 100;
+
+fn keep_run_doc(state_index: &str, run_id: &str, doc: Value) {
+    if let Ok(mut kept) = UNWRITTEN_RUN_DOCS.lock() {
+        if kept.len() >= UNWRITTEN_RUN_DOCS_KEPT {
+            kept.remove(0);
+        }
+        kept.push((state_index.to_owned(), run_id.to_owned(), doc));
+    }
+}
+
+/// Writes the kept run documents of `state_index`; those that fail again stay kept.
+async fn write_kept_run_docs(ctx: &JobContext, state_index: &str) {
+    let mine: Vec<(String, String, Value)> = match UNWRITTEN_RUN_DOCS.lock() {
+        Ok(mut kept) => {
+            let (mine, others) = std::mem::take(&mut *kept)
+                .into_iter()
+                .partition(|(index, _, _)| index == state_index);
+            *kept = others;
+            mine
+        }
+        Err(_) => return,
+    };
+    for (index, run_id, doc) in mine {
+        if ctx.es.put_doc(&index, &run_id, &doc).await.is_err() {
+            keep_run_doc(&index, &run_id, doc);
+        }
     }
 }
 
@@ -403,6 +437,12 @@ fn failed_before_start(
         version: env!("CARGO_PKG_VERSION").into(),
     };
     log_run(&doc);
+    // The cluster just failed us; the next run that reaches it writes this document.
+    keep_run_doc(
+        &ctx.config.state.index,
+        run_id,
+        serde_json::to_value(&doc).unwrap_or(Value::Null),
+    );
     doc
 }
 
@@ -737,7 +777,9 @@ async fn detect(
             return Err(f);
         }
         if !retry.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            // Exponential with full jitter, as every other retry (a fixed schedule would
+            // make replicas throttled together retry together).
+            tokio::time::sleep(es.retry_backoff(attempt)).await;
         }
         pending = retry;
     }

@@ -144,6 +144,18 @@ impl EsClient {
             )
             .await?;
         if !(200..300).contains(&reply.status) {
+            // A point in time that expired (or was closed) between two pages comes back as 404
+            // `search_phase_execution_exception` "all shards failed", which names nothing; the
+            // cause is in `root_cause` (`search_context_missing_exception`).
+            if reply.status == 404 && reply.body.contains("search_context_missing_exception") {
+                return Err(EsError::Response {
+                    operation: operation.into(),
+                    reason: format!(
+                        "the point in time expired or was closed before paging finished (HTTP 404 search_context_missing_exception: {}); elasticsearch.pit_keep_alive must outlast the time between two pages",
+                        super::root_cause(&reply.body).unwrap_or_else(|| "no search context found".into())
+                    ),
+                });
+            }
             return Err(super::status_error(operation, reply));
         }
         // Each `_source` stays raw text until parsed on its own, so one document that cannot be

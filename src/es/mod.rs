@@ -182,6 +182,13 @@ impl EsClient {
         })
     }
 
+    /// The wait before retry `attempt` (1-based) of something this client does not retry
+    /// itself (such as `_bulk` items refused with 429): exponential from
+    /// [`EsSettings::retry_base`] with full jitter, at most [`MAX_BACKOFF`].
+    pub fn retry_backoff(&self, attempt: u32) -> Duration {
+        backoff(self.retry_base, attempt)
+    }
+
     /// The node's base URL (never with credentials).
     pub fn url(&self) -> &str {
         &self.url
@@ -751,12 +758,31 @@ fn status_error(operation: &str, reply: Reply) -> EsError {
         _ if reply.body.trim().is_empty() => (None, "(empty body)".to_owned()),
         _ => (None, truncate(&reply.body)),
     };
+    // An umbrella type ("search_phase_execution_exception: all shards failed") hides the cause;
+    // the first root cause names it.
+    let reason = match root_cause(&reply.body) {
+        Some(cause) if !reason.contains(&cause) => format!("{reason} (root cause: {cause})"),
+        _ => reason,
+    };
     EsError::Status {
         operation: operation.into(),
         status: reply.status,
         error_type,
         reason,
     }
+}
+
+/// `type: reason` of the first `error.root_cause` of an Elasticsearch error body, when it
+/// differs from the top-level error.
+fn root_cause(body: &str) -> Option<String> {
+    let parsed: Value = serde_json::from_str(body).ok()?;
+    let first = parsed["error"]["root_cause"].as_array()?.first()?;
+    let cause_type = first["type"].as_str()?;
+    if parsed["error"]["type"].as_str() == Some(cause_type) {
+        return None;
+    }
+    let cause_reason = first["reason"].as_str().unwrap_or("");
+    Some(truncate(&format!("{cause_type}: {cause_reason}")))
 }
 
 fn truncate(text: &str) -> String {

@@ -542,3 +542,78 @@ async fn an_unreadable_source_is_one_skipped_hit_not_a_failed_page() {
         "the page request carries the point in time"
     );
 }
+
+/// The body Elasticsearch 9.0.0 answers to a page whose point in time was closed (measured on
+/// a real node: `DELETE _pit`, then `POST _search` with the id).
+const PIT_GONE: &str = r#"{"error":{"root_cause":[{"type":"search_context_missing_exception","reason":"No search context found for id [1]"}],"type":"search_phase_execution_exception","reason":"all shards failed","phase":"query","grouped":true,"failed_shards":[{"shard":0,"index":"i","node":"n","reason":{"type":"search_context_missing_exception","reason":"No search context found for id [1]"}}]},"status":404}"#;
+
+#[tokio::test]
+async fn a_point_in_time_gone_mid_paging_is_named_as_such_and_not_retried() {
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), r#"{"id":"p1"}"#),
+        answer("404 Not Found", Some("application/json"), PIT_GONE),
+    ])
+    .await;
+    let es = retrying_client(&url, 3);
+    let mut pager = es
+        .open_pager(
+            &["i".to_owned()],
+            "1m",
+            10,
+            json!({"match_all": {}}),
+            &[],
+            json!([]),
+        )
+        .await
+        .expect("pit opens");
+    let err = es.next_page(&mut pager).await.expect_err("the pit is gone");
+    let text = err.to_string();
+    assert!(
+        text.contains("the point in time expired or was closed before paging finished")
+            && text.contains("No search context found for id [1]")
+            && text.contains("pit_keep_alive"),
+        "{text}"
+    );
+    assert_eq!(
+        server.await.expect("server").len(),
+        2,
+        "a 404 is not retried"
+    );
+}
+
+#[tokio::test]
+async fn an_umbrella_error_names_its_root_cause() {
+    let (url, _server) = canned_server(vec![answer(
+        "404 Not Found",
+        Some("application/json"),
+        PIT_GONE,
+    )])
+    .await;
+    let err = client(&url).health().await.expect_err("404");
+    assert_eq!(err.error_type(), Some("search_phase_execution_exception"));
+    let text = err.to_string();
+    assert!(
+        text.contains("all shards failed (root cause: search_context_missing_exception: No search context found for id [1])"),
+        "{text}"
+    );
+}
+
+/// The wait between `_bulk` item retries (job.rs) is the client's jittered exponential
+/// backoff: within the doubling ceiling, and not one fixed value.
+#[test]
+fn retry_backoff_is_jittered_within_its_ceiling() {
+    let es = retrying_client("http://127.0.0.1:9", 3);
+    let mut seen = std::collections::BTreeSet::new();
+    for attempt in 1..=4u32 {
+        for _ in 0..50 {
+            let wait = es.retry_backoff(attempt);
+            assert!(
+                wait <= Duration::from_millis(20 << (attempt - 1)),
+                "{wait:?}"
+            );
+            seen.insert(wait);
+            std::thread::sleep(Duration::from_micros(37));
+        }
+    }
+    assert!(seen.len() > 10, "jittered: {} distinct waits", seen.len());
+}
