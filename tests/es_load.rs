@@ -196,17 +196,18 @@ async fn load(fx: &JobFixture, events: &[BulkCreate]) {
         .expect("refresh");
 }
 
-/// 50,000 candidates with 500 sequences in one 9-minute window. `once` fetches and correlates
-/// all of them, finds exactly 500 sequences and writes the latest 100 (ES `size` is a tail:
+/// 50,000 candidates with 1,200 sequences in one 9-minute window. `once` fetches and correlates
+/// all of them, finds exactly 1,200 sequences and writes the latest 100 (ES `size` is a tail:
 /// `TumblingWindow` with `result_position` tail, eql-semantics.md §1.5); a backfill over the
-/// window (no per-run cap) then writes exactly the planted 500, id for id, none twice.
+/// window (no per-run cap) then writes exactly the planted 1,200, id for id, none twice, in
+/// several write batches (the job writes 500 sequences per `_bulk`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_of_candidates_yields_exactly_the_planted_sequences() {
     let Some(fx) = JobFixture::new("load-window").await else {
         return;
     };
     const TOTAL: usize = 50_000;
-    const SEQUENCES: usize = 500;
+    const SEQUENCES: usize = 1_200;
     // 2026-01-05T10:00:00Z, a fixed 9-minute window.
     let start_ms = 1_767_607_200_000;
     let length_ms = 9 * 60_000;
