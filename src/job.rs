@@ -175,6 +175,9 @@ pub enum RunResult {
 const SEQUENCES_IN_MEMORY: usize = 50_000;
 /// Attempts of a bulk item refused with 429/5xx.
 const WRITE_ATTEMPTS: u32 = 4;
+/// New sequences enriched and written per `_bulk`: 500 sequences of two events are 1,500 alerts,
+/// a few MB of request, far below Elasticsearch's 100mb `http.max_content_length`.
+const WRITE_BATCH_SEQUENCES: usize = 500;
 
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -679,10 +682,40 @@ async fn detect(
         return Ok(());
     }
 
+    // Enrich and write a batch of sequences at a time: a backfill chunk can hold tens of
+    // thousands of new sequences, and one `_bulk` of all their alerts is refused (HTTP 413 above
+    // `http.max_content_length`, 100mb by default) after holding every event and alert in memory
+    // at once (2 GB for 10,000 sequences; scripts/load).
+    let exec = run_id.to_owned();
+    let run_info = RunInfo {
+        now,
+        space_id: &ctx.config.alerts.kibana_space,
+        execution_uuid: &exec,
+        producer_version: env!("CARGO_PKG_VERSION"),
+    };
+    for batch in selection.write.chunks(WRITE_BATCH_SEQUENCES) {
+        write_batch(ctx, run, &found, batch, &existing, &target, rule, &run_info).await?;
+    }
+    Ok(())
+}
+
+/// Fetches the full events of the sequences `batch` (indices into `found.detections`), builds
+/// their alerts and writes them, retrying only the items refused with 429/5xx.
+#[allow(clippy::too_many_arguments)]
+async fn write_batch(
+    ctx: &JobContext,
+    run: &mut Run,
+    found: &Correlation,
+    batch: &[usize],
+    existing: &HashSet<String>,
+    target: &str,
+    rule: &PreparedRule,
+    run_info: &RunInfo<'_>,
+) -> Result<(), String> {
+    let es = &ctx.es;
     // Enrich: the full events of the sequences to write (the search read only rule fields).
     let phase = Instant::now();
-    let wanted: Vec<(String, String)> = selection
-        .write
+    let wanted: Vec<(String, String)> = batch
         .iter()
         .flat_map(|&i| {
             found.detections[i]
@@ -708,15 +741,8 @@ async fn detect(
             }
         }
     }
-    let exec = run_id.to_owned();
-    let run_info = RunInfo {
-        now,
-        space_id: &ctx.config.alerts.kibana_space,
-        execution_uuid: &exec,
-        producer_version: env!("CARGO_PKG_VERSION"),
-    };
     let mut ops = Vec::new();
-    for &i in &selection.write {
+    for &i in batch {
         let d = &found.detections[i];
         let keys: Vec<(String, String)> = d
             .present_events()
@@ -730,14 +756,15 @@ async fn detect(
                 source: &by_ref[k],
             })
             .collect();
-        for a in alert::build_sequence_alerts(&rule.info, &run_info, &events) {
+        for a in alert::build_sequence_alerts(&rule.info, run_info, &events) {
             if existing.contains(&a.id) {
                 continue;
             }
-            ops.push(BulkCreate::new(target.clone(), a.id, a.source));
+            ops.push(BulkCreate::new(target, a.id, a.source));
         }
     }
-    run.durations.enrich_ms = ms(phase.elapsed());
+    drop(by_ref);
+    run.durations.enrich_ms += ms(phase.elapsed());
 
     // Write, retrying only the items refused with 429/5xx.
     let phase = Instant::now();
@@ -783,7 +810,7 @@ async fn detect(
         }
         pending = retry;
     }
-    run.durations.write_ms = ms(phase.elapsed());
+    run.durations.write_ms += ms(phase.elapsed());
     Ok(())
 }
 
