@@ -17,8 +17,9 @@ use tracing::{info, warn};
 
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::config::{AlertTarget, Config, ConfigError};
-use crate::engine::{CompiledRule, Correlation, EngineOptions, Hit};
-use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, WriteOutcome};
+use crate::engine::{CompiledRule, Correlation, EngineOptions};
+use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, WriteOutcome, NO_SOURCE};
+use crate::event::FlatEvent;
 use crate::rule::Rule;
 use crate::state::{
     checkpoint_id, lease_id, select_new, status_of, CheckpointDoc, LeaseDoc, PhaseDurations,
@@ -493,26 +494,31 @@ async fn detect(
         .await
         .map_err(|e| format!("opening a point in time over {}: {e}", indices.join(",")))?;
     let paged: Result<(), String> = async {
+        // Index names repeat hit after hit: one shared copy each.
+        let mut index_names: Vec<Arc<str>> = Vec::new();
         while let Some(page) = es
-            .next_page(&mut pager)
+            .next_search_page(&mut pager)
             .await
             .map_err(|e| format!("paging: {e}"))?
         {
             run.counts.pages += 1;
             run.counts.events_fetched += page.len() as u64;
-            for h in page {
-                if let Some(reason) = h.source_error {
-                    correlator.skip(&h.index, &h.id, reason);
+            let mut event = FlatEvent::default();
+            for h in page.hits() {
+                let index = match index_names.iter().find(|n| ***n == *h.index) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name: Arc<str> = Arc::from(h.index);
+                        index_names.push(name.clone());
+                        name
+                    }
+                };
+                let Some(source) = h.source else {
+                    correlator.skip(h.index, h.id, NO_SOURCE.to_owned());
                     continue;
-                }
-                let sorted_at = h.sort.get(0).and_then(Value::as_i64);
-                let hit = Hit {
-                    index: Arc::from(h.index),
-                    id: Arc::from(h.id),
-                    source: h.source,
                 };
                 correlator
-                    .push_at(&hit, sorted_at)
+                    .push_source(&index, h.id, source, h.sorted_at(), &mut event)
                     .map_err(|e| format!("correlating: {e}"))?;
             }
         }
