@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, Correlation, EngineOptions};
-use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, WriteOutcome, NO_SOURCE};
+use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, IdLookup, WriteOutcome, NO_SOURCE};
 use crate::event::FlatEvent;
 use crate::rule::Rule;
 use crate::state::{
@@ -588,10 +588,13 @@ async fn detect(
         .flat_map(|s| std::iter::once(s.shell.clone()).chain(s.blocks.iter().cloned()))
         .collect();
     let target = ctx.config.alerts.write_target();
-    let existing: HashSet<String> = if all_ids.is_empty() {
-        HashSet::new()
+    // Looked up in real time (`_mget`), so the alert writes below need no refresh for the
+    // next run to see them; only an alias over several indices is searched, and then the
+    // writes wait for a refresh as before.
+    let (existing, lookup): (HashSet<String>, IdLookup) = if all_ids.is_empty() {
+        (HashSet::new(), IdLookup::Realtime)
     } else {
-        es.existing_ids(&target, &all_ids)
+        es.existing_ids_realtime(&target, &all_ids)
             .await
             .map_err(|e| format!("looking up existing alerts: {e}"))?
     };
@@ -678,7 +681,7 @@ async fn detect(
     while !pending.is_empty() {
         attempt += 1;
         let items = es
-            .bulk_create_with(&pending, true, require_alias)
+            .bulk_create_with(&pending, lookup == IdLookup::Searched, require_alias)
             .await
             .map_err(|e| format!("writing alerts: {e}"))?;
         let mut retry = Vec::new();

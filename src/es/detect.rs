@@ -154,6 +154,16 @@ fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
     }
 }
 
+/// How [`EsClient::existing_ids_realtime`] read the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdLookup {
+    /// By `_mget`, in real time: later writes need no refresh to be seen by the next lookup.
+    Realtime,
+    /// By a search (the target is an alias over several indices): later writes must wait for
+    /// a refresh, or the next lookup may miss them.
+    Searched,
+}
+
 /// A point in time being paged through. Close it with [`PitPager::close`] on every path.
 #[derive(Debug)]
 pub struct PitPager {
@@ -395,7 +405,81 @@ impl EsClient {
         Ok((types, matched))
     }
 
-    /// Which of `ids` exist in `index` (an index, alias or pattern; missing is "none").
+    /// Which of `ids` exist in `index` (an index or alias; missing is "none"), read in real
+    /// time with `_mget`, so documents written without a refresh are seen. When `_mget` cannot
+    /// address `index` as one index (an alias over several indices, after a rollover), this
+    /// falls back to [`EsClient::existing_ids`] (a search) and says so:
+    /// [`IdLookup::Searched`] tells the caller its writes need `refresh=wait_for` to be seen.
+    pub async fn existing_ids_realtime(
+        &self,
+        index: &str,
+        ids: &[String],
+    ) -> Result<(HashSet<String>, IdLookup), EsError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(10_000) {
+            check_name("index", index)?;
+            let operation = format!("POST {index}/_mget ({} ids)", chunk.len());
+            let path = format!("/{index}/_mget");
+            let body = json!({"ids": chunk});
+            let query = [("_source", "false"), ("realtime", "true")];
+            let reply = self
+                .call(
+                    &operation,
+                    Method::Post,
+                    &path,
+                    &query,
+                    Some(body.to_string()),
+                )
+                .await?;
+            // A refusal (403) fails the run: deduplication must never quietly see nothing.
+            let answer = judge(&operation, reply)?;
+            let docs = answer["docs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if docs.len() != chunk.len() {
+                return Err(EsError::Response {
+                    operation,
+                    reason: format!("{} ids asked, {} answered", chunk.len(), docs.len()),
+                });
+            }
+            for doc in docs {
+                let error = &doc["error"];
+                if error.is_null() {
+                    if doc["found"] == json!(true) {
+                        if let Some(id) = doc["_id"].as_str() {
+                            found.insert(id.to_owned());
+                        }
+                    }
+                    continue;
+                }
+                match error["type"].as_str() {
+                    // No alerts index yet: no alert exists.
+                    Some("index_not_found_exception") => return Ok((found, IdLookup::Realtime)),
+                    // "alias [...] has more than one index associated with it": search instead.
+                    Some("illegal_argument_exception")
+                        if error["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("more than one index")) =>
+                    {
+                        let searched = self.existing_ids(index, ids).await?;
+                        return Ok((searched, IdLookup::Searched));
+                    }
+                    _ => {
+                        let reason = error["reason"]
+                            .as_str()
+                            .or_else(|| error["type"].as_str())
+                            .unwrap_or("unknown");
+                        return Err(EsError::Response {
+                            operation,
+                            reason: format!("looking up {}: {reason}", doc["_id"]),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((found, IdLookup::Realtime))
+    }
+
+    /// Which of `ids` exist in `index` (an index, alias or pattern; missing is "none"), by a
+    /// search: it sees only documents a refresh has made searchable.
     pub async fn existing_ids(
         &self,
         index: &str,
