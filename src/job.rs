@@ -177,6 +177,9 @@ const SEQUENCES_IN_MEMORY: usize = 50_000;
 /// Attempts of a bulk item refused with 429/5xx.
 const WRITE_ATTEMPTS: u32 = 4;
 
+/// Search pages fetched ahead of the correlation (each at most `page_size` hits).
+const PAGES_AHEAD: usize = 2;
+
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -493,14 +496,28 @@ async fn detect(
         )
         .await
         .map_err(|e| format!("opening a point in time over {}: {e}", indices.join(",")))?;
+    // Pages are fetched by their own task, up to PAGES_AHEAD pages ahead of the correlation,
+    // so Elasticsearch serves page n + 1 while page n is correlated.
+    let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    let fetcher = {
+        let es = es.clone();
+        tokio::spawn(async move {
+            loop {
+                let page = es.next_search_page(&mut pager).await;
+                let last = !matches!(page, Ok(Some(_)));
+                if pages_tx.send(page).await.is_err() || last {
+                    return pager;
+                }
+            }
+        })
+    };
     let paged: Result<(), String> = async {
         // Index names repeat hit after hit: one shared copy each.
         let mut index_names: Vec<Arc<str>> = Vec::new();
-        while let Some(page) = es
-            .next_search_page(&mut pager)
-            .await
-            .map_err(|e| format!("paging: {e}"))?
-        {
+        while let Some(page) = pages_rx.recv().await {
+            let Some(page) = page.map_err(|e| format!("paging: {e}"))? else {
+                break;
+            };
             run.counts.pages += 1;
             run.counts.events_fetched += page.len() as u64;
             let mut event = FlatEvent::default();
@@ -525,8 +542,18 @@ async fn detect(
         Ok(())
     }
     .await;
+    // Stop the fetcher (if the correlation failed) and take the pager back to close it.
+    drop(pages_rx);
+    let pager = fetcher.await;
     // Close on every path; a close failure only matters when the run otherwise worked.
-    let closed = es.close_pager(pager).await;
+    let closed = match pager {
+        Ok(pager) => es.close_pager(pager).await,
+        // The fetcher panicked: the point in time expires on its own.
+        Err(e) => {
+            paged?;
+            return Err(format!("paging: {e}"));
+        }
+    };
     paged?;
     if let Err(e) = closed {
         run.warnings.push(format!(
