@@ -154,6 +154,10 @@ fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
     }
 }
 
+/// How often [`EsClient::existing_ids_realtime`] asks again while the alerts index has no
+/// started primary (waits of 0.2, 0.4, 0.8 and 1.6 s).
+const SHARD_WAIT_ATTEMPTS: u32 = 4;
+
 /// How [`EsClient::existing_ids_realtime`] read the ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdLookup {
@@ -420,19 +424,32 @@ impl EsClient {
             check_name("index", index)?;
             let operation = format!("POST {index}/_mget ({} ids)", chunk.len());
             let path = format!("/{index}/_mget");
-            let body = json!({"ids": chunk});
+            let body = json!({"ids": chunk}).to_string();
             let query = [("_source", "false"), ("realtime", "true")];
-            let reply = self
-                .call(
-                    &operation,
-                    Method::Post,
-                    &path,
-                    &query,
-                    Some(body.to_string()),
-                )
-                .await?;
-            // A refusal (403) fails the run: deduplication must never quietly see nothing.
-            let answer = judge(&operation, reply)?;
+            let mut attempt = 0;
+            let answer = loop {
+                let reply = self
+                    .call(&operation, Method::Post, &path, &query, Some(body.clone()))
+                    .await?;
+                // A refusal (403) fails the run: deduplication must never quietly see nothing.
+                let answer = judge(&operation, reply)?;
+                // An index another run has just created may not have its primary started yet;
+                // its items fail with a shard error for a moment. Ask again, a few times.
+                let unavailable = answer["docs"].as_array().is_some_and(|docs| {
+                    docs.iter().any(|d| {
+                        matches!(
+                            d["error"]["type"].as_str(),
+                            Some("no_shard_available_action_exception")
+                                | Some("unavailable_shards_exception")
+                        )
+                    })
+                });
+                if !unavailable || attempt >= SHARD_WAIT_ATTEMPTS {
+                    break answer;
+                }
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            };
             let docs = answer["docs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             if docs.len() != chunk.len() {
                 return Err(EsError::Response {

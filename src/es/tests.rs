@@ -624,3 +624,24 @@ async fn an_unreadable_alerts_target_fails_the_lookup() {
     assert!(err.to_string().contains("403"), "{err}");
     server.await.expect("server");
 }
+
+/// An alerts index another run has just created answers with a shard error until its primary
+/// has started: the lookup asks again instead of failing the run.
+#[tokio::test]
+async fn an_alerts_index_without_a_started_primary_is_asked_again() {
+    let starting = r#"{"docs":[{"_index":"a","_id":"x","error":{"type":"no_shard_available_action_exception","reason":"No shard available"}}]}"#;
+    let found = r#"{"docs":[{"_index":"a","_id":"x","found":true}]}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), starting),
+        answer("200 OK", Some("application/json"), found),
+    ])
+    .await;
+    let es = client(&url);
+    let (ids, how) = es
+        .existing_ids_realtime("a", &["x".to_owned()])
+        .await
+        .expect("read on the second attempt");
+    assert_eq!(ids, std::collections::HashSet::from(["x".to_owned()]));
+    assert_eq!(how, IdLookup::Realtime);
+    assert_eq!(server.await.expect("server").len(), 2);
+}
