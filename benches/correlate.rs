@@ -4,11 +4,15 @@
 //! The stream is `seqwatch::generate` with a fixed seed, rendered to NDJSON hit lines in
 //! memory (about 200,000 lines over a 9-minute range, as the detection job's window holds).
 //! The variants split the cost the first target counts:
-//! - `full_stream::decode_evaluate_match`: line → `serde_json` → [`Hit`] → `Correlator::push` →
-//!   `finish` (the target: 1M events/s/core, decoding included);
-//! - `full_stream::decode_only`: the JSON decoding of hits alone;
-//! - `full_stream::evaluate_only`: every stage filter on every decoded hit, no matching;
-//! - `full_stream::evaluate_match`: `push` + `finish` on decoded hits (evaluation plus matching);
+//! - `full_stream::decode_evaluate_match`: what the detection job does per hit: the hit line
+//!   read borrowed (`_index`, `_id`, `_source` text), then `Correlator::push_source` (the
+//!   rule's fields decoded flat, evaluated, matched) and `finish` (the target: 1M
+//!   events/s/core, decoding included);
+//! - `full_stream::tree_decode_evaluate_match`: the previous path, for comparison: line →
+//!   `serde_json::Value` → [`Hit`] → `Correlator::push` → `finish`;
+//! - `full_stream::decode_only`: the flat decoding of hits alone;
+//! - `full_stream::evaluate_only`: every stage filter on every hit decoded as a tree, no matching;
+//! - `full_stream::evaluate_match`: `push` + `finish` on hits decoded as trees;
 //! - `candidates::*`: the same over only the hits the push-down query lets through (what the
 //!   correlator really sees in a run against Elasticsearch), with `_source` cut to the
 //!   fields the query's `_source.includes` names.
@@ -25,6 +29,7 @@ use serde_json::Value;
 use seqwatch::engine::{CompiledRule, EngineOptions, Hit};
 use seqwatch::eql::ast;
 use seqwatch::eql::eval::{CompiledFilter, EvalOptions};
+use seqwatch::event::{decode_flat, Document, FlatEvent};
 use seqwatch::generate::{GenerateSpec, Generator};
 use seqwatch::rule::Rule;
 
@@ -47,6 +52,17 @@ struct RawHit {
     id: String,
     #[serde(rename = "_source")]
     source: Value,
+}
+
+/// A hit line read as the job reads a search page: strings borrowed, `_source` left as text.
+#[derive(Deserialize)]
+struct BorrowedHit<'a> {
+    #[serde(rename = "_index", borrow)]
+    index: &'a str,
+    #[serde(rename = "_id", borrow)]
+    id: &'a str,
+    #[serde(rename = "_source", borrow)]
+    source: &'a serde_json::value::RawValue,
 }
 
 fn decode(line: &str) -> Hit {
@@ -154,6 +170,11 @@ fn fixture() -> &'static Fixture {
         let cut = correlate_lines(&compiled, max_signals, &candidate_lines);
         assert!(full > 0, "the generated stream must plant detections");
         assert_eq!(full, cut, "cutting to candidates changed the detections");
+        assert_eq!(
+            full,
+            correlate_lines_tree(&compiled, max_signals, &lines),
+            "the flat and the tree decode disagree"
+        );
         eprintln!(
             "fixture: {} hits ({} MB of NDJSON), {} candidates ({:.2} %)",
             lines.len(),
@@ -174,15 +195,38 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Decodes every line and uses the result (its top-level field count), so nothing is elided.
-fn decoded_fields(lines: &[String]) -> usize {
-    lines
-        .iter()
-        .map(|l| decode(l).source.as_object().map_or(0, |m| m.len()))
-        .sum()
+/// Decodes every line flat for the rule and uses the result (the values of its first
+/// field), so nothing is elided.
+fn decoded_fields(compiled: &CompiledRule, lines: &[String]) -> usize {
+    let mut event = FlatEvent::default();
+    let mut values = 0;
+    for line in lines {
+        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
+        decode_flat(hit.source.get(), compiled.plan(), &mut event).expect("generated JSON");
+        values += event.field("", 0).count();
+    }
+    values
 }
 
+/// The detection job's path: borrowed hit, flat decode, evaluate, match.
 fn correlate_lines(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
+    let mut correlator = compiled.correlator(max_signals);
+    let mut event = FlatEvent::default();
+    let mut index: Arc<str> = Arc::from("");
+    for line in lines {
+        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
+        if *index != *hit.index {
+            index = Arc::from(hit.index);
+        }
+        correlator
+            .push_source(&index, hit.id, hit.source.get(), None, &mut event)
+            .expect("generated stream is in order");
+    }
+    correlator.finish().stats.detections as usize
+}
+
+/// The previous path: every line into a `Value` tree, then `push`.
+fn correlate_lines_tree(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
     let mut correlator = compiled.correlator(max_signals);
     for line in lines {
         correlator
@@ -213,11 +257,19 @@ mod full_stream {
     }
 
     #[divan::bench]
+    fn tree_decode_evaluate_match(bencher: Bencher) {
+        let f = fixture();
+        bencher
+            .counter(ItemsCount::new(f.lines.len()))
+            .bench(|| correlate_lines_tree(&f.compiled, f.rule.max_signals as usize, &f.lines));
+    }
+
+    #[divan::bench]
     fn decode_only(bencher: Bencher) {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.lines.len()))
-            .bench(|| decoded_fields(&f.lines));
+            .bench(|| decoded_fields(&f.compiled, &f.lines));
     }
 
     #[divan::bench]
@@ -255,11 +307,21 @@ mod candidates {
     }
 
     #[divan::bench]
+    fn tree_decode_evaluate_match(bencher: Bencher) {
+        let f = fixture();
+        bencher
+            .counter(ItemsCount::new(f.candidate_lines.len()))
+            .bench(|| {
+                correlate_lines_tree(&f.compiled, f.rule.max_signals as usize, &f.candidate_lines)
+            });
+    }
+
+    #[divan::bench]
     fn decode_only(bencher: Bencher) {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.candidate_lines.len()))
-            .bench(|| decoded_fields(&f.candidate_lines));
+            .bench(|| decoded_fields(&f.compiled, &f.candidate_lines));
     }
 
     #[divan::bench]

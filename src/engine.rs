@@ -7,7 +7,7 @@
 //! [`Matcher`]. A hit the engine cannot read (no timestamp, a key or a value of a shape ES
 //! would refuse) is counted and skipped with its id, never a failure of the run.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -19,8 +19,10 @@ use crate::correlate::{
 use crate::eql::ast;
 use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
 use crate::eql::pushdown;
-use crate::eql::value::{indexed_value, FieldType, FieldTypes, Val};
-use crate::event::{event_timestamp, field_values, TimestampError};
+use crate::eql::value::{indexed_scalar, FieldType, FieldTypes, Val};
+use crate::event::{
+    decode_flat, document_timestamp, Document, FieldPlan, FlatDecode, FlatEvent, TimestampError,
+};
 use crate::rule::Rule;
 
 /// A search hit: where the document lives and its `_source`.
@@ -201,6 +203,15 @@ impl EngineOptions {
 struct StageFilter {
     filter: CompiledFilter,
     keys: Vec<ast::KeyField>,
+    /// Each key field's slot in the rule's [`FieldPlan`].
+    key_slots: Vec<usize>,
+}
+
+impl StageFilter {
+    fn bind_slots(&mut self, plan: &mut FieldPlan) {
+        self.filter.bind_slots(plan);
+        self.key_slots = self.keys.iter().map(|k| plan.slot(&k.field.path)).collect();
+    }
 }
 
 enum Shape {
@@ -220,6 +231,10 @@ pub struct CompiledRule {
     eval: EvalOptions,
     timestamp_field: String,
     tiebreaker_field: Option<String>,
+    /// Every field the engine reads of a hit, with the slots the filters are bound to.
+    plan: FieldPlan,
+    timestamp_slot: usize,
+    tiebreaker_slot: usize,
 }
 
 impl CompiledRule {
@@ -237,13 +252,14 @@ impl CompiledRule {
                 .map(|filter| StageFilter {
                     filter,
                     keys: keys.to_vec(),
+                    key_slots: Vec::new(),
                 })
                 .map_err(|error| EngineError::Compile {
                     rule: rule.name.clone(),
                     error,
                 })
         };
-        let shape = match &rule.query {
+        let mut shape = match &rule.query {
             ast::Query::Event(f) => Shape::Event(compile(f, &[])?),
             ast::Query::Sequence(seq) => {
                 let stages = seq
@@ -279,16 +295,35 @@ impl CompiledRule {
                 }
             }
         };
+        let timestamp_field = rule
+            .timestamp_override
+            .clone()
+            .unwrap_or_else(|| "@timestamp".into());
+        let mut plan = FieldPlan::new();
+        match &mut shape {
+            Shape::Event(f) => f.bind_slots(&mut plan),
+            Shape::Sequence { stages, until, .. } => {
+                stages.iter_mut().for_each(|s| s.bind_slots(&mut plan));
+                if let Some(u) = until {
+                    u.bind_slots(&mut plan);
+                }
+            }
+        }
+        let timestamp_slot = plan.slot(&timestamp_field);
+        let tiebreaker_slot = rule
+            .tiebreaker_field
+            .as_deref()
+            .map_or(crate::event::UNBOUND_SLOT, |t| plan.slot(t));
         Ok(CompiledRule {
             name: rule.name.clone(),
             shape,
             opts,
             eval,
-            timestamp_field: rule
-                .timestamp_override
-                .clone()
-                .unwrap_or_else(|| "@timestamp".into()),
+            timestamp_field,
             tiebreaker_field: rule.tiebreaker_field.clone(),
+            plan,
+            timestamp_slot,
+            tiebreaker_slot,
         })
     }
 
@@ -305,6 +340,12 @@ impl CompiledRule {
     /// The explicit tiebreaker field, if the rule has one.
     pub fn tiebreaker_field(&self) -> Option<&str> {
         self.tiebreaker_field.as_deref()
+    }
+
+    /// Every field the engine reads of a hit: decode hits for it with
+    /// [`crate::event::decode_flat`].
+    pub fn plan(&self) -> &FieldPlan {
+        &self.plan
     }
 
     /// True for a sequence rule.
@@ -375,11 +416,12 @@ impl CompiledRule {
             max: max_detections.max(1),
             implicit: 0,
             stats: CorrelationStats::default(),
+            interned: HashSet::new(),
         }
     }
 
-    fn timestamp_ns(&self, hit: &Hit) -> Result<i64, String> {
-        let ns = event_timestamp(&hit.source, &self.timestamp_field)
+    fn timestamp_ns<D: Document + ?Sized>(&self, doc: &D) -> Result<i64, String> {
+        let ns = document_timestamp(doc, &self.timestamp_field, self.timestamp_slot)
             .map_err(|e: TimestampError| e.to_string())?;
         Ok(if self.opts.timestamp_nanos {
             ns
@@ -388,18 +430,18 @@ impl CompiledRule {
         })
     }
 
-    fn tiebreaker(&self, hit: &Hit) -> Result<Option<TieBreaker>, String> {
+    fn tiebreaker<D: Document + ?Sized>(&self, doc: &D) -> Result<Option<TieBreaker>, String> {
         let Some(field) = &self.tiebreaker_field else {
             return Ok(None);
         };
-        let mut values = field_values(&hit.source, field);
+        let mut values = doc.field(field, self.tiebreaker_slot);
         let Some(first) = values.next() else {
             return Ok(None);
         };
         if values.next().is_some() {
             return Err(format!("tiebreaker field {field} has several values"));
         }
-        match indexed_value(first, self.opts.field_types.get(field)) {
+        match indexed_scalar(first, self.opts.field_types.get(field)) {
             Some(Val::Int(i)) => Ok(Some(TieBreaker::Int(i64::from(i)))),
             Some(Val::Long(i)) | Some(Val::Date(i)) => Ok(Some(TieBreaker::Int(i))),
             Some(Val::Double(d)) => Ok(Some(TieBreaker::Float(d))),
@@ -412,14 +454,19 @@ impl CompiledRule {
 
     /// The join-key values of `hit` for `keys`, one list per key field, or `None` when a
     /// mandatory key has no value (ES's `exists` filter on join keys drops such events).
-    fn key_fields(&self, hit: &Hit, keys: &[ast::KeyField]) -> Option<Vec<Vec<KeyValue>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
+    fn key_fields<D: Document + ?Sized>(
+        &self,
+        doc: &D,
+        stage: &StageFilter,
+        interned: &mut HashSet<Arc<str>>,
+    ) -> Option<Vec<Vec<KeyValue>>> {
+        let mut out = Vec::with_capacity(stage.keys.len());
+        for (key, &slot) in stage.keys.iter().zip(&stage.key_slots) {
             let ty = self.opts.field_types.get(&key.field.path);
             let mut values: Vec<KeyValue> = Vec::new();
-            for v in field_values(&hit.source, &key.field.path) {
-                let kv = match indexed_value(v, ty) {
-                    Some(Val::Str(s)) => KeyValue::Str(Arc::from(s.as_ref())),
+            for v in doc.field(&key.field.path, slot) {
+                let kv = match indexed_scalar(v, ty) {
+                    Some(Val::Str(s)) => KeyValue::Str(intern(interned, &s)),
                     Some(Val::Int(i)) => KeyValue::Int(i64::from(i)),
                     Some(Val::Long(i)) | Some(Val::Date(i)) => KeyValue::Int(i),
                     Some(Val::Double(d)) => KeyValue::float(d),
@@ -460,8 +507,27 @@ pub struct CorrelationStats {
     pub dropped_by_cap: u64,
 }
 
+/// The one shared copy of a join-key string: keys repeat across events (every event of a host
+/// carries its `host.id`), so each distinct value is allocated once per correlation.
+fn intern(interned: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    match interned.get(s) {
+        Some(shared) => shared.clone(),
+        None => {
+            let shared: Arc<str> = Arc::from(s);
+            interned.insert(shared.clone());
+            shared
+        }
+    }
+}
+
 /// How many bad events are named individually in the stats.
 pub const BAD_EVENT_SAMPLES: usize = 20;
+
+/// A hit's id: already shared (a [`Hit`]), or borrowed from the page until it is needed.
+enum EventId<'a> {
+    Shared(&'a Arc<str>),
+    Borrowed(&'a str),
+}
 
 enum State {
     Events(VecDeque<EventRef>),
@@ -475,6 +541,8 @@ pub struct Correlator<'r> {
     max: usize,
     implicit: u64,
     stats: CorrelationStats,
+    /// Join-key strings seen so far (see [`intern`]).
+    interned: HashSet<Arc<str>>,
 }
 
 /// What a finished correlation found.
@@ -488,7 +556,7 @@ pub struct Correlation {
     pub matcher: Option<MatchStats>,
 }
 
-impl Correlator<'_> {
+impl<'r> Correlator<'r> {
     /// Pushes the next hit. Hits must come in the rule's order; ties on timestamp (and
     /// tiebreaker) keep their arrival order, which stands in for `_shard_doc`.
     pub fn push(&mut self, hit: &Hit) -> Result<(), CorrelateError> {
@@ -517,16 +585,78 @@ impl Correlator<'_> {
     /// nanoseconds, the first sort value), so the order the matcher sees is exactly the order
     /// the hits came in, whatever the `_source` spelling of the timestamp.
     pub fn push_at(&mut self, hit: &Hit, sorted_at_ns: Option<i64>) -> Result<(), CorrelateError> {
+        self.push_document(
+            &hit.index,
+            EventId::Shared(&hit.id),
+            &hit.source,
+            sorted_at_ns,
+        )
+    }
+
+    /// [`Correlator::push_at`] of any [`Document`] (a [`crate::event::FlatEvent`] decoded
+    /// for [`CompiledRule::plan`], say). The id is copied only if the event is a candidate.
+    pub fn push_event<D: Document + ?Sized>(
+        &mut self,
+        index: &Arc<str>,
+        id: &str,
+        doc: &D,
+        sorted_at_ns: Option<i64>,
+    ) -> Result<(), CorrelateError> {
+        self.push_document(index, EventId::Borrowed(id), doc, sorted_at_ns)
+    }
+
+    /// Decodes one hit's `_source` text for the rule ([`CompiledRule::plan`]'s fields only,
+    /// borrowing the text) and pushes it. A text that does not parse is one bad event, named
+    /// with the parser's words, never an error of the stream. `event` is scratch space, reused
+    /// from hit to hit.
+    pub fn push_source<'t>(
+        &mut self,
+        index: &Arc<str>,
+        id: &str,
+        source: &'t str,
+        sorted_at_ns: Option<i64>,
+        event: &mut FlatEvent<'t>,
+    ) -> Result<(), CorrelateError>
+    where
+        'r: 't,
+    {
+        let plan: &'r FieldPlan = &self.rule.plan;
+        if plan.decodes_flat() {
+            // Anything unusual (a parse error, a field spelled two ways in one object) is left
+            // to the tree decode below, which decides exactly as the `Value` path always has.
+            if let Ok(FlatDecode::Decoded) = decode_flat(source, plan, event) {
+                return self.push_event(index, id, &*event, sorted_at_ns);
+            }
+        }
+        match serde_json::from_str::<Value>(source) {
+            Ok(tree) => self.push_event(index, id, &tree, sorted_at_ns),
+            Err(e) => {
+                self.skip(index, id, format!("_source cannot be read: {e}"));
+                Ok(())
+            }
+        }
+    }
+
+    fn push_document<D: Document + ?Sized>(
+        &mut self,
+        index: &Arc<str>,
+        id: EventId<'_>,
+        doc: &D,
+        sorted_at_ns: Option<i64>,
+    ) -> Result<(), CorrelateError> {
         self.stats.hits += 1;
         let implicit = self.implicit;
         self.implicit += 1;
-        match self.candidate(hit, implicit, sorted_at_ns) {
+        match self.candidate(doc, implicit, sorted_at_ns) {
             Ok(None) => Ok(()),
             Ok(Some((ordinal, stages, until))) => {
                 self.stats.candidates += 1;
                 let event = EventRef {
-                    index: hit.index.clone(),
-                    id: hit.id.clone(),
+                    index: index.clone(),
+                    id: match id {
+                        EventId::Shared(id) => id.clone(),
+                        EventId::Borrowed(id) => Arc::from(id),
+                    },
                     timestamp_ns: ordinal.timestamp_ns,
                 };
                 match &mut self.state {
@@ -551,7 +681,11 @@ impl Correlator<'_> {
                 }
             }
             Err(reason) => {
-                self.record_bad(&hit.index, &hit.id, reason);
+                let id = match id {
+                    EventId::Shared(id) => id,
+                    EventId::Borrowed(id) => id,
+                };
+                self.record_bad(index, id, reason);
                 Ok(())
             }
         }
@@ -559,17 +693,18 @@ impl Correlator<'_> {
 
     /// Evaluates a hit: `None` when it is no candidate.
     #[allow(clippy::type_complexity)]
-    fn candidate(
-        &self,
-        hit: &Hit,
+    fn candidate<D: Document + ?Sized>(
+        &mut self,
+        doc: &D,
         implicit: u64,
         sorted_at_ns: Option<i64>,
     ) -> Result<Option<(Ordinal, Vec<StageMatch>, Option<Vec<Vec<KeyValue>>>)>, String> {
-        if !hit.source.is_object() {
+        if !doc.is_object() {
             return Err("_source is not a JSON object".into());
         }
         let rule = self.rule;
-        let eval = |f: &CompiledFilter| f.try_matches(&hit.source).map_err(|e| e.to_string());
+        let interned = &mut self.interned;
+        let eval = |f: &CompiledFilter| f.try_matches(doc).map_err(|e| e.to_string());
         let (stages, until) = match &rule.shape {
             Shape::Event(f) => {
                 if !eval(&f.filter)? {
@@ -581,7 +716,7 @@ impl Correlator<'_> {
                 let mut matched = Vec::new();
                 for (i, s) in stages.iter().enumerate() {
                     if eval(&s.filter)? {
-                        if let Some(key_fields) = rule.key_fields(hit, &s.keys) {
+                        if let Some(key_fields) = rule.key_fields(doc, s, interned) {
                             matched.push(StageMatch {
                                 stage: i,
                                 key_fields,
@@ -590,7 +725,7 @@ impl Correlator<'_> {
                     }
                 }
                 let until_keys = match until {
-                    Some(u) if eval(&u.filter)? => rule.key_fields(hit, &u.keys),
+                    Some(u) if eval(&u.filter)? => rule.key_fields(doc, u, interned),
                     _ => None,
                 };
                 if matched.is_empty() && until_keys.is_none() {
@@ -602,9 +737,9 @@ impl Correlator<'_> {
         let ts = match sorted_at_ns {
             Some(ns) if rule.opts.timestamp_nanos => ns,
             Some(ns) => ns.div_euclid(1_000_000) * 1_000_000,
-            None => rule.timestamp_ns(hit)?,
+            None => rule.timestamp_ns(doc)?,
         };
-        let ordinal = match rule.tiebreaker(hit)? {
+        let ordinal = match rule.tiebreaker(doc)? {
             Some(t) => Ordinal::with_tiebreaker(ts, t, implicit),
             None => Ordinal::new(ts, implicit),
         };
@@ -652,8 +787,12 @@ impl Correlator<'_> {
 pub fn sort_for_replay(rule: &CompiledRule, hits: &mut [Hit]) {
     // A stable sort keeps input order among equal keys; `None` tiebreakers sort last.
     hits.sort_by_cached_key(|h| {
-        let tb = rule.tiebreaker(h).ok().flatten();
-        (rule.timestamp_ns(h).unwrap_or(i64::MIN), tb.is_none(), tb)
+        let tb = rule.tiebreaker(&h.source).ok().flatten();
+        (
+            rule.timestamp_ns(&h.source).unwrap_or(i64::MIN),
+            tb.is_none(),
+            tb,
+        )
     });
 }
 
@@ -723,6 +862,75 @@ mod tests {
             detections(EngineOptions::default()).is_empty(),
             "typed from JSON alone, a long and a string are different keys"
         );
+    }
+
+    /// Decoding each `_source` text flat for the rule and decoding it into a `Value` tree
+    /// must correlate alike: same detections, same counts, same bad events with the same words.
+    #[test]
+    fn flat_decoding_correlates_exactly_like_the_json_tree() {
+        use crate::generate::{GenerateSpec, Generator};
+        let spec = GenerateSpec {
+            hosts: 40,
+            rate: 60.0,
+            from_ms: 1_780_000_000_000,
+            to_ms: 1_780_000_000_000 + 120_000,
+            seed: 11,
+            installs_per_host_hour: 300.0,
+            script_rate: 0.6,
+            malicious_rate: 0.3,
+        };
+        let mut hits: Vec<(String, String)> = Generator::new(spec)
+            .expect("valid spec")
+            .map(|h| (h.id, h.source))
+            .collect();
+        // Unreadable and unusual documents in between: not an object, not JSON, a field
+        // spelled two ways in one object (decoded by the tree), no timestamp.
+        let extra = [
+            "[1, 2]".to_owned(),
+            "{\"process\": ".to_owned(),
+            r#"{"@timestamp": "2026-06-01T00:00:00Z", "process.name": "node", "process": {"name": "x"}}"#.to_owned(),
+            r#"{"event": {"category": "process", "type": "start", "action": "exec"},
+                "host": {"id": "h", "os": {"type": "linux"}},
+                "process": {"name": "node", "args": ["install"], "entity_id": "e"}}"#
+                .to_owned(),
+        ];
+        for (i, text) in extra.into_iter().enumerate() {
+            hits.insert(10 + i * 7, (format!("extra-{i}"), text));
+        }
+        let rule = Rule::builtin().expect("the built-in rule loads");
+        let compiled =
+            CompiledRule::compile(&rule, EngineOptions::ecs_process()).expect("compiles");
+        let index: Arc<str> = Arc::from("logs-endpoint.events.process-default");
+
+        let mut flat = compiled.correlator(usize::MAX);
+        let mut event = FlatEvent::default();
+        for (id, text) in &hits {
+            flat.push_source(&index, id, text, None, &mut event)
+                .expect("ordered");
+        }
+        let mut tree = compiled.correlator(usize::MAX);
+        for (id, text) in &hits {
+            match serde_json::from_str::<Value>(text) {
+                Ok(source) => tree
+                    .push(&Hit {
+                        index: index.clone(),
+                        id: Arc::from(id.as_str()),
+                        source,
+                    })
+                    .expect("ordered"),
+                Err(e) => tree.skip(&index, id, format!("_source cannot be read: {e}")),
+            }
+        }
+        let (flat, tree) = (flat.finish(), tree.finish());
+        assert!(flat.stats.detections > 5, "{:?}", flat.stats);
+        assert_eq!(
+            flat.stats.bad_events, 3,
+            "{:?}",
+            flat.stats.bad_event_samples
+        );
+        assert_eq!(flat.stats, tree.stats);
+        assert_eq!(flat.detections, tree.detections);
+        assert_eq!(flat.matcher, tree.matcher);
     }
 
     #[test]

@@ -182,7 +182,16 @@ pub enum TimestampError {
 ///
 /// Missing and multi-valued timestamps are errors, as in ES (`ES: execution/search/Timestamp.java`).
 pub fn event_timestamp(source: &Value, field: &str) -> Result<i64, TimestampError> {
-    let mut values = field_values(source, field);
+    document_timestamp(source, field, UNBOUND_SLOT)
+}
+
+/// [`event_timestamp`] of any [`Document`]; `slot` is the field's slot in the rule's plan.
+pub fn document_timestamp<D: Document + ?Sized>(
+    source: &D,
+    field: &str,
+    slot: usize,
+) -> Result<i64, TimestampError> {
+    let mut values = source.field(field, slot);
     let first = values.next().ok_or_else(|| TimestampError::Missing {
         field: field.to_owned(),
     })?;
@@ -193,9 +202,9 @@ pub fn event_timestamp(source: &Value, field: &str) -> Result<i64, TimestampErro
             count: rest + 1,
         });
     }
-    parse_timestamp_value(first).ok_or_else(|| TimestampError::Unparsable {
+    parse_timestamp_scalar(&first).ok_or_else(|| TimestampError::Unparsable {
         field: field.to_owned(),
-        value: truncate_for_error(&first.to_string()),
+        value: truncate_for_error(&first.to_json().to_string()),
     })
 }
 
@@ -210,16 +219,21 @@ fn truncate_for_error(s: &str) -> String {
 /// `strict_date_optional_time||epoch_millis`: an ISO string first, then epoch millis (number
 /// or numeric string). Returns epoch nanoseconds, or `None` when ES would reject the value.
 pub fn parse_timestamp_value(value: &Value) -> Option<i64> {
+    parse_timestamp_scalar(&Scalar::of(value)?)
+}
+
+/// [`parse_timestamp_value`] of one [`Scalar`].
+pub fn parse_timestamp_scalar(value: &Scalar<'_>) -> Option<i64> {
     match value {
-        Value::String(s) => parse_iso_timestamp(s).or_else(|| parse_epoch_millis_str(s)),
-        Value::Number(n) => {
+        Scalar::Str(s) => parse_iso_timestamp(s).or_else(|| parse_epoch_millis_str(s)),
+        Scalar::Num(n) => {
             if let Some(i) = n.as_i64() {
                 i.checked_mul(1_000_000)
             } else {
                 millis_f64_to_nanos(n.as_f64()?)
             }
         }
-        _ => None,
+        Scalar::Bool(_) => None,
     }
 }
 
@@ -383,4 +397,659 @@ pub fn extract_keys<'a>(source: &'a Value, keys: &[KeySpec]) -> Option<Vec<KeyFi
         out.push(values);
     }
     Some(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine's event representation: only the fields a rule reads, decoded straight from the
+// hit's JSON text, borrowing its strings.
+
+/// One scalar of a field, borrowed from the document (what [`field_values`] yields, without
+/// the JSON tree around it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON number, exactly as `serde_json` reads it into a [`Value`].
+    Num(serde_json::Number),
+    /// A JSON string.
+    Str(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    /// The scalar a JSON value holds; `None` for null, arrays and objects.
+    pub fn of(value: &'a Value) -> Option<Scalar<'a>> {
+        match value {
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            Value::Number(n) => Some(Scalar::Num(n.clone())),
+            Value::String(s) => Some(Scalar::Str(s)),
+            _ => None,
+        }
+    }
+
+    /// The scalar as a JSON value (for error messages).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Num(n) => Value::Number(n.clone()),
+            Scalar::Str(s) => Value::String((*s).to_owned()),
+        }
+    }
+}
+
+/// The values of one field of a [`Document`], in the order [`field_values`] gives them.
+#[derive(Debug, Clone)]
+pub enum Values<'a> {
+    /// Looked up in a JSON tree.
+    Tree(FieldValues<'a>),
+    /// Read from a [`FlatEvent`].
+    Flat(std::slice::Iter<'a, (u16, Stored<'a>)>),
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = Scalar<'a>;
+
+    fn next(&mut self) -> Option<Scalar<'a>> {
+        match self {
+            Values::Tree(it) => it.find_map(Scalar::of),
+            Values::Flat(it) => it.next().map(|(_, stored)| stored.as_scalar()),
+        }
+    }
+}
+
+/// A document the evaluator and the engine can read fields of: a `_source` tree, or a
+/// [`FlatEvent`] decoded for one rule. Both give the same values in the same order.
+pub trait Document {
+    /// The values of the field at dotted `path`; `slot` is the path's index in the rule's
+    /// [`FieldPlan`] (or [`UNBOUND_SLOT`]), which a [`FlatEvent`] uses instead of the path.
+    fn field(&self, path: &str, slot: usize) -> Values<'_>;
+
+    /// True when the document is a JSON object (every `_source` must be).
+    fn is_object(&self) -> bool;
+}
+
+/// The slot of a field that no [`FieldPlan`] has bound: looked up by its path.
+pub const UNBOUND_SLOT: usize = usize::MAX;
+
+impl Document for Value {
+    fn field(&self, path: &str, _slot: usize) -> Values<'_> {
+        Values::Tree(field_values(self, path))
+    }
+
+    fn is_object(&self) -> bool {
+        Value::is_object(self)
+    }
+}
+
+/// The field paths a compiled rule reads, each with a slot number the compiled filters carry.
+#[derive(Debug, Clone, Default)]
+pub struct FieldPlan {
+    paths: Vec<String>,
+}
+
+/// At most this many fields are decoded flat (one bit each in the decoder's masks); a rule
+/// reading more is evaluated on the JSON tree.
+pub const MAX_FLAT_FIELDS: usize = 64;
+
+impl FieldPlan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The slot of `path`, added if new.
+    pub fn slot(&mut self, path: &str) -> usize {
+        match self.lookup(path) {
+            Some(slot) => slot,
+            None => {
+                self.paths.push(path.to_owned());
+                self.paths.len() - 1
+            }
+        }
+    }
+
+    /// The slot of `path`, if the plan has it.
+    pub fn lookup(&self, path: &str) -> Option<usize> {
+        self.paths.iter().position(|p| p == path)
+    }
+
+    /// The planned paths, by slot.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// True when hits can be decoded flat for this plan (few enough, short enough paths).
+    pub fn decodes_flat(&self) -> bool {
+        self.paths.len() <= MAX_FLAT_FIELDS
+            && self.paths.iter().all(|p| p.len() < u16::MAX as usize)
+    }
+}
+
+/// One decoded scalar of a [`FlatEvent`]: strings borrow from the hit's text unless they
+/// contained escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored<'a> {
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(serde_json::Number),
+    /// A string.
+    Str(std::borrow::Cow<'a, str>),
+}
+
+impl Stored<'_> {
+    fn as_scalar(&self) -> Scalar<'_> {
+        match self {
+            Stored::Bool(b) => Scalar::Bool(*b),
+            Stored::Num(n) => Scalar::Num(n.clone()),
+            Stored::Str(s) => Scalar::Str(s),
+        }
+    }
+}
+
+/// A hit decoded for one rule: the values of the plan's fields only, grouped by slot, in the
+/// order [`field_values`] would give them over the whole `_source`. Reused hit after hit.
+#[derive(Debug, Default)]
+pub struct FlatEvent<'a> {
+    /// (slot, value), sorted by slot (stable, so each field keeps its document order).
+    entries: Vec<(u16, Stored<'a>)>,
+    /// `starts[s]..starts[s + 1]` is slot `s` in `entries`.
+    starts: Vec<u32>,
+    /// The plan decoded for, to find the slot of a path no filter bound.
+    plan: Option<&'a FieldPlan>,
+}
+
+impl<'a> Document for FlatEvent<'a> {
+    fn field(&self, path: &str, slot: usize) -> Values<'_> {
+        let slot = match (slot, self.plan) {
+            (UNBOUND_SLOT, Some(plan)) => plan.lookup(path).unwrap_or(UNBOUND_SLOT),
+            _ => slot,
+        };
+        let range = match (self.starts.get(slot), self.starts.get(slot.wrapping_add(1))) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        };
+        Values::Flat(self.entries[range].iter())
+    }
+
+    fn is_object(&self) -> bool {
+        true
+    }
+}
+
+/// What [`decode_flat`] made of a hit's `_source` text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatDecode {
+    /// The event holds the fields.
+    Decoded,
+    /// The document needs the JSON tree: it is not an object, or one object reaches a field
+    /// through two keys (`{"a.b": 1, "a": {"b": 2}}`, or a duplicate key), where the tree's
+    /// sorted-map order (or its last-duplicate-wins) decides the values and their order.
+    NeedsTree,
+}
+
+/// Decodes `json` (one `_source`) into `event` for `plan`: only the plan's fields are kept,
+/// every other value is read and dropped (so a text `serde_json` refuses as a [`Value`] is
+/// refused here too, with the same error). Strings borrow from `json` unless escaped.
+pub fn decode_flat<'a>(
+    json: &'a str,
+    plan: &'a FieldPlan,
+    event: &mut FlatEvent<'a>,
+) -> Result<FlatDecode, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+
+    event.entries.clear();
+    event.starts.clear();
+    event.plan = Some(plan);
+    let active: Vec<(u16, u16)> = (0..plan.paths.len()).map(|s| (s as u16, 0)).collect();
+    let mut state = DecodeState {
+        paths: &plan.paths,
+        entries: &mut event.entries,
+        tangled: false,
+        object: false,
+    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    TopSeed {
+        active: &active,
+        state: &mut state,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    if !state.object || state.tangled {
+        return Ok(FlatDecode::NeedsTree);
+    }
+    // Stable: each slot keeps its values in document order.
+    event.entries.sort_by_key(|(slot, _)| *slot);
+    let mut next = 0usize;
+    for slot in 0..plan.paths.len() {
+        event.starts.push(next as u32);
+        while next < event.entries.len() && usize::from(event.entries[next].0) == slot {
+            next += 1;
+        }
+    }
+    event.starts.push(next as u32);
+    Ok(FlatDecode::Decoded)
+}
+
+struct DecodeState<'s, 'a> {
+    paths: &'s [String],
+    entries: &'s mut Vec<(u16, Stored<'a>)>,
+    /// Some object reached one field through two keys.
+    tangled: bool,
+    /// The top-level value was an object.
+    object: bool,
+}
+
+/// The top-level value: must be an object; its keys are matched against every planned path.
+struct TopSeed<'r, 's, 'a> {
+    active: &'r [(u16, u16)],
+    state: &'r mut DecodeState<'s, 'a>,
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for TopSeed<'_, '_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for TopSeed<'_, '_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
+        self.state.object = true;
+        visit_object(map, self.active, self.state)
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Matches each key of an object against the remaining parts of the active paths (the same
+/// test as [`field_values`]' walk), and reads or skips its value accordingly.
+fn visit_object<'de: 'a, 'a, M: serde::de::MapAccess<'de>>(
+    mut map: M,
+    active: &[(u16, u16)],
+    state: &mut DecodeState<'_, 'a>,
+) -> Result<(), M::Error> {
+    let mut routed: u64 = 0;
+    let mut terminal = [0u16; MAX_FLAT_FIELDS];
+    let mut descend = [(0u16, 0u16); MAX_FLAT_FIELDS];
+    while let Some(key) = map.next_key_seed(KeySeed)? {
+        let key: &str = &key;
+        let (mut nt, mut nd) = (0, 0);
+        for &(slot, offset) in active {
+            let rest = &state.paths[usize::from(slot)][usize::from(offset)..];
+            if rest == key {
+                terminal[nt] = slot;
+                nt += 1;
+            } else if !key.is_empty()
+                && rest.len() > key.len()
+                && rest.as_bytes()[key.len()] == b'.'
+                && rest.starts_with(key)
+            {
+                descend[nd] = (slot, offset + key.len() as u16 + 1);
+                nd += 1;
+            } else {
+                continue;
+            }
+            let bit = 1u64 << slot;
+            if routed & bit != 0 {
+                state.tangled = true;
+            }
+            routed |= bit;
+        }
+        if nt == 0 && nd == 0 {
+            map.next_value_seed(Skip)?;
+        } else {
+            map.next_value_seed(ValueSeed {
+                terminal: &terminal[..nt],
+                descend: &descend[..nd],
+                state,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// An object key, borrowed unless it had escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
+    }
+}
+
+/// The value under a key: scalars go to the `terminal` slots (arrays flattened, objects and
+/// nulls ignored, as [`field_values`] does), objects are walked for the `descend` paths.
+struct ValueSeed<'r, 's, 'a> {
+    terminal: &'r [u16],
+    descend: &'r [(u16, u16)],
+    state: &'r mut DecodeState<'s, 'a>,
+}
+
+impl ValueSeed<'_, '_, '_> {
+    fn push<'a>(entries: &mut Vec<(u16, Stored<'a>)>, terminal: &[u16], value: Stored<'a>) {
+        if let Some((last, rest)) = terminal.split_last() {
+            for &slot in rest {
+                entries.push((slot, value.clone()));
+            }
+            entries.push((*last, value));
+        }
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ValueSeed<'_, '_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        Self::push(self.state.entries, self.terminal, Stored::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        Self::push(self.state.entries, self.terminal, Stored::Num(v.into()));
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        Self::push(self.state.entries, self.terminal, Stored::Num(v.into()));
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // As `Value` does: a non-finite float (which JSON text cannot spell) would be null.
+        if let Some(n) = serde_json::Number::from_f64(v) {
+            Self::push(self.state.entries, self.terminal, Stored::Num(n));
+        }
+        Ok(())
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        let s: &'a str = v;
+        Self::push(
+            self.state.entries,
+            self.terminal,
+            Stored::Str(std::borrow::Cow::Borrowed(s)),
+        );
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        if !self.terminal.is_empty() {
+            Self::push(
+                self.state.entries,
+                self.terminal,
+                Stored::Str(std::borrow::Cow::Owned(v.to_owned())),
+            );
+        }
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        // Arrays: each item gets the same treatment (`push_terminal` and `visit` both recurse).
+        while seq
+            .next_element_seed(ValueSeed {
+                terminal: self.terminal,
+                descend: self.descend,
+                state: &mut *self.state,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
+        visit_object(map, self.descend, self.state)
+    }
+}
+
+/// Reads a value and drops it, through the same parser paths a [`Value`] takes (so the same
+/// depth limit and number checks apply), without allocating.
+struct Skip;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATHS: &[&str] = &["a", "a.b", "a.b.c", "b.c", "c", "x"];
+
+    fn plan() -> FieldPlan {
+        let mut plan = FieldPlan::new();
+        for p in PATHS {
+            plan.slot(p);
+        }
+        plan
+    }
+
+    /// What the tree lookup gives, as JSON values.
+    fn tree_values(tree: &Value, path: &str) -> Vec<Value> {
+        field_values(tree, path).cloned().collect()
+    }
+
+    fn flat_values(event: &FlatEvent<'_>, path: &str, slot: usize) -> Vec<Value> {
+        event.field(path, slot).map(|s| s.to_json()).collect()
+    }
+
+    /// The flat decode must give exactly the tree lookup's values, in its order, or hand the
+    /// document to the tree; and it must refuse exactly the texts the tree parse refuses.
+    fn assert_same(text: &str) -> Option<FlatDecode> {
+        let plan = plan();
+        let mut event = FlatEvent::default();
+        let flat = decode_flat(text, &plan, &mut event);
+        let tree = serde_json::from_str::<Value>(text);
+        match (&flat, &tree) {
+            (Ok(FlatDecode::Decoded), Ok(tree)) => {
+                for (slot, path) in PATHS.iter().enumerate() {
+                    assert_eq!(
+                        flat_values(&event, path, slot),
+                        tree_values(tree, path),
+                        "{path} in {text}"
+                    );
+                    assert_eq!(
+                        flat_values(&event, path, UNBOUND_SLOT),
+                        tree_values(tree, path),
+                        "{path} (unbound) in {text}"
+                    );
+                }
+            }
+            (Ok(FlatDecode::NeedsTree), Ok(_)) => {}
+            (Err(f), Err(t)) => assert_eq!(f.to_string(), t.to_string(), "{text}"),
+            _ => panic!("flat {flat:?} but tree {tree:?} for {text}"),
+        }
+        flat.ok()
+    }
+
+    #[test]
+    fn every_spelling_alone_decodes_flat_with_the_tree_values() {
+        for text in [
+            r#"{"a": {"b": {"c": "deep"}}, "b.c": [1, [2, null, [3.5]], {"c": 9}], "c": true}"#,
+            r#"{"a.b": {"c": "mixed"}, "x": -7}"#,
+            r#"{"a": [{"b": "one"}, {"b": ["two", null]}, "scalar ignored", [{"b": "three"}]]}"#,
+            r#"{"a": {"b.c": "x", "z": {"deep": [1, 2]}}, "c": {"object": "not a value"}}"#,
+            r#"{"c": "esc\"aped\u00e9", "x": 18446744073709551615, "a": {"b": 1e3}}"#,
+            r#"{"a\u002eb": "escaped dot key", "other": {"a": {"b": 1}}}"#,
+            r#"{"": {"a": 1}, "a.": 2, ".a": 3, "a..b": 4}"#,
+            "{}",
+        ] {
+            assert_eq!(assert_same(text), Some(FlatDecode::Decoded), "{text}");
+        }
+    }
+
+    /// `Value` keeps object keys in a sorted map (last duplicate wins), so two keys reaching
+    /// one field order its values by key, not by the text; those documents go to the tree.
+    #[test]
+    fn a_field_reached_by_two_keys_of_one_object_goes_to_the_tree() {
+        for text in [
+            r#"{"a.b": "first in text", "a": {"b": "first in the sorted map"}}"#,
+            r#"{"c": 1, "c": 2}"#,
+            r#"{"a": {"b": 1}, "a": {"b": 2}}"#,
+        ] {
+            assert_eq!(assert_same(text), Some(FlatDecode::NeedsTree), "{text}");
+        }
+        assert_eq!(assert_same("[1, 2]"), Some(FlatDecode::NeedsTree));
+        assert_eq!(assert_same(r#""text""#), Some(FlatDecode::NeedsTree));
+    }
+
+    #[test]
+    fn texts_the_tree_parse_refuses_are_refused_alike() {
+        let deep = format!(r#"{{"ignored": {}1{}}}"#, "[".repeat(300), "]".repeat(300));
+        let deep_kept = format!(r#"{{"c": {}1{}}}"#, "[".repeat(300), "]".repeat(300));
+        for text in [
+            deep.as_str(),
+            deep_kept.as_str(),
+            r#"{"ignored": 1e400}"#,
+            r#"{"c": "bad \q escape"}"#,
+            r#"{"c": 1} trailing"#,
+            r#"{"c": 1"#,
+        ] {
+            assert_eq!(assert_same(text), None, "{text}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("0".to_owned()),
+            Just("-2".to_owned()),
+            Just("1.5".to_owned()),
+            Just("18446744073709551615".to_owned()),
+            Just(r#""s""#.to_owned()),
+            Just(r#""e\u0041\"x""#.to_owned()),
+        ];
+        let key = prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just("c"),
+            Just("x"),
+            Just("a.b"),
+            Just("b.c"),
+            Just("a.b.c"),
+            Just(""),
+            Just(r"a\u002eb"),
+        ];
+        leaf.prop_recursive(4, 40, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|entries| {
+                    let body: Vec<String> = entries
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\":{v}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn flat_decode_equals_the_tree_lookup(text in json_value()) {
+            assert_same(&text);
+        }
+    }
 }

@@ -17,8 +17,9 @@ use tracing::{info, warn};
 
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::config::{AlertTarget, Config, ConfigError};
-use crate::engine::{CompiledRule, Correlation, EngineOptions, Hit};
-use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, WriteOutcome};
+use crate::engine::{CompiledRule, Correlation, EngineOptions};
+use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, IdLookup, WriteOutcome, NO_SOURCE};
+use crate::event::FlatEvent;
 use crate::rule::Rule;
 use crate::state::{
     checkpoint_id, lease_id, select_new, status_of, CheckpointDoc, LeaseDoc, PhaseDurations,
@@ -178,6 +179,9 @@ const WRITE_ATTEMPTS: u32 = 4;
 /// New sequences enriched and written per `_bulk`: 500 sequences of two events are 1,500 alerts,
 /// a few MB of request, far below Elasticsearch's 100mb `http.max_content_length`.
 const WRITE_BATCH_SEQUENCES: usize = 500;
+
+/// Search pages fetched ahead of the correlation (each at most `page_size` hits).
+const PAGES_AHEAD: usize = 2;
 
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -570,35 +574,64 @@ async fn detect(
         )
         .await
         .map_err(|e| format!("opening a point in time over {}: {e}", indices.join(",")))?;
+    // Pages are fetched by their own task, up to PAGES_AHEAD pages ahead of the correlation,
+    // so Elasticsearch serves page n + 1 while page n is correlated.
+    let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    let fetcher = {
+        let es = es.clone();
+        tokio::spawn(async move {
+            loop {
+                let page = es.next_search_page(&mut pager).await;
+                let last = !matches!(page, Ok(Some(_)));
+                if pages_tx.send(page).await.is_err() || last {
+                    return pager;
+                }
+            }
+        })
+    };
     let paged: Result<(), String> = async {
-        while let Some(page) = es
-            .next_page(&mut pager)
-            .await
-            .map_err(|e| format!("paging: {e}"))?
-        {
+        // Index names repeat hit after hit: one shared copy each.
+        let mut index_names: Vec<Arc<str>> = Vec::new();
+        while let Some(page) = pages_rx.recv().await {
+            let Some(page) = page.map_err(|e| format!("paging: {e}"))? else {
+                break;
+            };
             run.counts.pages += 1;
             run.counts.events_fetched += page.len() as u64;
-            for h in page {
-                if let Some(reason) = h.source_error {
-                    correlator.skip(&h.index, &h.id, reason);
+            let mut event = FlatEvent::default();
+            for h in page.hits() {
+                let index = match index_names.iter().find(|n| ***n == *h.index) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name: Arc<str> = Arc::from(h.index);
+                        index_names.push(name.clone());
+                        name
+                    }
+                };
+                let Some(source) = h.source else {
+                    correlator.skip(h.index, h.id, NO_SOURCE.to_owned());
                     continue;
-                }
-                let sorted_at = h.sort.get(0).and_then(Value::as_i64);
-                let hit = Hit {
-                    index: Arc::from(h.index),
-                    id: Arc::from(h.id),
-                    source: h.source,
                 };
                 correlator
-                    .push_at(&hit, sorted_at)
+                    .push_source(&index, h.id, source, h.sorted_at(), &mut event)
                     .map_err(|e| format!("correlating: {e}"))?;
             }
         }
         Ok(())
     }
     .await;
+    // Stop the fetcher (if the correlation failed) and take the pager back to close it.
+    drop(pages_rx);
+    let pager = fetcher.await;
     // Close on every path; a close failure only matters when the run otherwise worked.
-    let closed = es.close_pager(pager).await;
+    let closed = match pager {
+        Ok(pager) => es.close_pager(pager).await,
+        // The fetcher panicked: the point in time expires on its own.
+        Err(e) => {
+            paged?;
+            return Err(format!("paging: {e}"));
+        }
+    };
     paged?;
     if let Err(e) = closed {
         run.warnings.push(format!(
@@ -660,10 +693,13 @@ async fn detect(
         .flat_map(|s| std::iter::once(s.shell.clone()).chain(s.blocks.iter().cloned()))
         .collect();
     let target = ctx.config.alerts.write_target();
-    let existing: HashSet<String> = if all_ids.is_empty() {
-        HashSet::new()
+    // Looked up in real time (`_mget`), so the alert writes below need no refresh for the
+    // next run to see them; only an alias over several indices is searched, and then the
+    // writes wait for a refresh as before.
+    let (existing, lookup): (HashSet<String>, IdLookup) = if all_ids.is_empty() {
+        (HashSet::new(), IdLookup::Realtime)
     } else {
-        es.existing_ids(&target, &all_ids)
+        es.existing_ids_realtime(&target, &all_ids)
             .await
             .map_err(|e| format!("looking up existing alerts: {e}"))?
     };
@@ -694,20 +730,31 @@ async fn detect(
         producer_version: env!("CARGO_PKG_VERSION"),
     };
     for batch in selection.write.chunks(WRITE_BATCH_SEQUENCES) {
-        write_batch(ctx, run, &found, batch, &existing, &target, rule, &run_info).await?;
+        write_batch(
+            ctx,
+            run,
+            &found,
+            batch,
+            (&existing, lookup),
+            &target,
+            rule,
+            &run_info,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Fetches the full events of the sequences `batch` (indices into `found.detections`), builds
-/// their alerts and writes them, retrying only the items refused with 429/5xx.
+/// their alerts and writes them, retrying only the items refused with 429/5xx. `existing` is
+/// what deduplication found and how it looked (a searched lookup needs writes made visible).
 #[allow(clippy::too_many_arguments)]
 async fn write_batch(
     ctx: &JobContext,
     run: &mut Run,
     found: &Correlation,
     batch: &[usize],
-    existing: &HashSet<String>,
+    (existing, lookup): (&HashSet<String>, IdLookup),
     target: &str,
     rule: &PreparedRule,
     run_info: &RunInfo<'_>,
@@ -774,7 +821,7 @@ async fn write_batch(
     while !pending.is_empty() {
         attempt += 1;
         let items = es
-            .bulk_create_with(&pending, true, require_alias)
+            .bulk_create_with(&pending, lookup == IdLookup::Searched, require_alias)
             .await
             .map_err(|e| format!("writing alerts: {e}"))?;
         let mut retry = Vec::new();

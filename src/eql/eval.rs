@@ -29,10 +29,10 @@ use serde_json::Value;
 use super::ast::{self, CmpOp, ExprKind, Function, Literal, PatternKind, Span};
 use super::functions::{self, Arith, EvalError};
 use super::value::{
-    compare_numbers, eq_ci, indexed_value, ip_to_u128, parse_cidr, script_compare, starts_with_ci,
+    compare_numbers, eq_ci, indexed_scalar, ip_to_u128, parse_cidr, script_compare, starts_with_ci,
     FieldType, FieldTypes, Val,
 };
-use crate::event::{field_values, parse_iso_timestamp};
+use crate::event::{parse_iso_timestamp, Document, FieldPlan, UNBOUND_SLOT};
 
 /// Options for compiling filters.
 #[derive(Debug, Clone)]
@@ -93,6 +93,8 @@ pub(crate) enum Pred {
 #[derive(Debug, Clone)]
 pub(crate) struct Leaf {
     pub field: String,
+    /// The field's slot in the rule's [`FieldPlan`] (see [`CompiledFilter::bind_slots`]).
+    pub slot: usize,
     pub ty: Option<FieldType>,
     pub test: LeafTest,
 }
@@ -133,6 +135,8 @@ pub(crate) enum LeafTest {
 pub(crate) struct Script {
     expr: SExpr,
     pub fields: Vec<(String, Option<FieldType>)>,
+    /// Each field's slot in the rule's [`FieldPlan`] (see [`CompiledFilter::bind_slots`]).
+    slots: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +189,7 @@ impl CompiledFilter {
             Some(category) => Pred::And(vec![
                 Pred::Leaf(Leaf {
                     field: opts.event_category_field.clone(),
+                    slot: UNBOUND_SLOT,
                     ty: opts.field_types.get(&opts.event_category_field),
                     test: LeafTest::Term {
                         value: Val::Str(Cow::Owned(category.clone())),
@@ -206,14 +211,20 @@ impl CompiledFilter {
 
     /// Whether ES would return `source` for this filter. A script failure (which would fail
     /// the ES search) counts as no match; use [`CompiledFilter::try_matches`] to see it.
-    pub fn matches(&self, source: &Value) -> bool {
+    pub fn matches<D: Document + ?Sized>(&self, source: &D) -> bool {
         self.try_matches(source).unwrap_or(false)
     }
 
     /// Like [`CompiledFilter::matches`] but reports script failures (overflow, division by
     /// zero, a bad `number()` input …), on which ES fails the whole search.
-    pub fn try_matches(&self, source: &Value) -> Result<bool, EvalError> {
+    pub fn try_matches<D: Document + ?Sized>(&self, source: &D) -> Result<bool, EvalError> {
         eval_pred(&self.pred, source)
+    }
+
+    /// Gives every field the filter reads its slot in `plan` (adding the field if new), so a
+    /// [`crate::event::FlatEvent`] decoded for that plan finds it without comparing paths.
+    pub fn bind_slots(&mut self, plan: &mut FieldPlan) {
+        bind_pred(&mut self.pred, plan);
     }
 
     /// Every field the filter reads, sorted and de-duplicated.
@@ -227,6 +238,18 @@ impl CompiledFilter {
 
     pub(crate) fn pred(&self) -> &Pred {
         &self.pred
+    }
+}
+
+fn bind_pred(pred: &mut Pred, plan: &mut FieldPlan) {
+    match pred {
+        Pred::Const(_) => {}
+        Pred::And(ps) | Pred::Or(ps) => ps.iter_mut().for_each(|p| bind_pred(p, plan)),
+        Pred::Not(p) => bind_pred(p, plan),
+        Pred::Leaf(l) => l.slot = plan.slot(&l.field),
+        Pred::Script(s) => {
+            s.slots = s.fields.iter().map(|(f, _)| plan.slot(f)).collect();
+        }
     }
 }
 
@@ -343,6 +366,7 @@ impl Compiler<'_> {
     fn leaf(&self, field: &ast::FieldRef, test: LeafTest) -> Pred {
         Pred::Leaf(Leaf {
             field: field.path.clone(),
+            slot: UNBOUND_SLOT,
             ty: self.opts.field_types.get(&field.path),
             test,
         })
@@ -772,7 +796,12 @@ impl Compiler<'_> {
                 Err(e) => err(span, format!("constant expression fails: {e}")),
             };
         }
-        Ok(Pred::Script(Script { expr, fields }))
+        let slots = vec![UNBOUND_SLOT; fields.len()];
+        Ok(Pred::Script(Script {
+            expr,
+            fields,
+            slots,
+        }))
     }
 
     fn kind(&self, e: &ast::Expr) -> Kind {
@@ -1191,7 +1220,7 @@ fn arith_of(op: ast::ArithOp) -> Arith {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-fn eval_pred(pred: &Pred, source: &Value) -> Result<bool, EvalError> {
+fn eval_pred<D: Document + ?Sized>(pred: &Pred, source: &D) -> Result<bool, EvalError> {
     match pred {
         Pred::Const(b) => Ok(*b),
         Pred::And(ps) => {
@@ -1216,9 +1245,9 @@ fn eval_pred(pred: &Pred, source: &Value) -> Result<bool, EvalError> {
     }
 }
 
-fn leaf_matches(leaf: &Leaf, source: &Value) -> bool {
-    field_values(source, &leaf.field).any(|raw| {
-        let Some(v) = indexed_value(raw, leaf.ty) else {
+fn leaf_matches<D: Document + ?Sized>(leaf: &Leaf, source: &D) -> bool {
+    source.field(&leaf.field, leaf.slot).any(|raw| {
+        let Some(v) = indexed_scalar(raw, leaf.ty) else {
             return false;
         };
         let is_ip = leaf.ty == Some(FieldType::Ip);
@@ -1349,14 +1378,18 @@ fn leaf_order_ci(v: &Val, lit: &Lit, ci: bool) -> Option<Ordering> {
 }
 
 impl Script {
-    fn matches(&self, source: &Value) -> Result<bool, EvalError> {
+    fn slot(&self, i: usize) -> usize {
+        self.slots.get(i).copied().unwrap_or(UNBOUND_SLOT)
+    }
+
+    fn matches<D: Document + ?Sized>(&self, source: &D) -> Result<bool, EvalError> {
         let is_true = |v: Val| v == Val::Bool(true);
         if self.fields.len() == 1 {
             // The common case, without allocation.
             let (path, ty) = &self.fields[0];
             let mut any_value = false;
-            for raw in field_values(source, path) {
-                if let Some(v) = indexed_value(raw, *ty) {
+            for raw in source.field(path, self.slot(0)) {
+                if let Some(v) = indexed_scalar(raw, *ty) {
                     any_value = true;
                     if is_true(self.expr.eval(std::slice::from_ref(&v))?) {
                         return Ok(true);
@@ -1371,9 +1404,11 @@ impl Script {
         let columns: Vec<Vec<Val>> = self
             .fields
             .iter()
-            .map(|(path, ty)| {
-                let vals: Vec<Val> = field_values(source, path)
-                    .filter_map(|raw| indexed_value(raw, *ty))
+            .enumerate()
+            .map(|(i, (path, ty))| {
+                let vals: Vec<Val> = source
+                    .field(path, self.slot(i))
+                    .filter_map(|raw| indexed_scalar(raw, *ty))
                     .collect();
                 if vals.is_empty() {
                     vec![Val::Null]

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::event::Scalar;
+
 /// The Elasticsearch mapping type of a field, as far as EQL semantics depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -179,45 +181,53 @@ pub fn utf16_len(s: &str) -> usize {
 /// keyword longer than `ignore_above` is not indexed; a value the type cannot take is not
 /// indexed (ES would have rejected the document or ignored the value).
 pub fn indexed_value(v: &Value, ty: Option<FieldType>) -> Option<Val<'_>> {
+    indexed_scalar(Scalar::of(v)?, ty)
+}
+
+/// [`indexed_value`] of one [`Scalar`] (what a [`crate::event::Document`] yields).
+pub fn indexed_scalar(v: Scalar<'_>, ty: Option<FieldType>) -> Option<Val<'_>> {
     match ty {
         None => match v {
-            Value::String(s) => Some(Val::Str(Cow::Borrowed(s))),
-            Value::Number(n) => match n.as_i64() {
+            Scalar::Str(s) => Some(Val::Str(Cow::Borrowed(s))),
+            Scalar::Num(n) => match n.as_i64() {
                 Some(i) => Some(Val::Long(i)),
                 None => n.as_f64().map(Val::Double),
             },
-            Value::Bool(b) => Some(Val::Bool(*b)),
-            _ => None,
+            Scalar::Bool(b) => Some(Val::Bool(b)),
         },
         Some(FieldType::Keyword { ignore_above }) => {
-            let s = keyword_form(v)?;
+            let s = match v {
+                Scalar::Str(s) => Cow::Borrowed(s),
+                Scalar::Num(n) => Cow::Owned(n.to_string()),
+                Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            };
             match ignore_above {
                 Some(limit) if utf16_len(&s) > limit as usize => None,
                 _ => Some(Val::Str(s)),
             }
         }
         Some(FieldType::Long) => match v {
-            Value::Number(n) => match n.as_i64() {
+            Scalar::Num(n) => match n.as_i64() {
                 Some(i) => Some(Val::Long(i)),
                 None => f64_to_long(n.as_f64()?).map(Val::Long),
             },
-            Value::String(s) => parse_long_coerce(s).map(Val::Long),
-            _ => None,
+            Scalar::Str(s) => parse_long_coerce(s).map(Val::Long),
+            Scalar::Bool(_) => None,
         },
         Some(FieldType::Double) => match v {
-            Value::Number(n) => n.as_f64().map(Val::Double),
-            Value::String(s) => s.trim().parse::<f64>().ok().map(Val::Double),
-            _ => None,
+            Scalar::Num(n) => n.as_f64().map(Val::Double),
+            Scalar::Str(s) => s.trim().parse::<f64>().ok().map(Val::Double),
+            Scalar::Bool(_) => None,
         },
         Some(FieldType::Boolean) => match v {
-            Value::Bool(b) => Some(Val::Bool(*b)),
-            Value::String(s) if s == "true" => Some(Val::Bool(true)),
-            Value::String(s) if s == "false" || s.is_empty() => Some(Val::Bool(false)),
+            Scalar::Bool(b) => Some(Val::Bool(b)),
+            Scalar::Str("true") => Some(Val::Bool(true)),
+            Scalar::Str(s) if s == "false" || s.is_empty() => Some(Val::Bool(false)),
             _ => None,
         },
-        Some(FieldType::Date) => crate::event::parse_timestamp_value(v).map(Val::Date),
+        Some(FieldType::Date) => crate::event::parse_timestamp_scalar(&v).map(Val::Date),
         Some(FieldType::Ip) => match v {
-            Value::String(s) if s.parse::<IpAddr>().is_ok() => Some(Val::Str(Cow::Borrowed(s))),
+            Scalar::Str(s) if s.parse::<IpAddr>().is_ok() => Some(Val::Str(Cow::Borrowed(s))),
             _ => None,
         },
     }

@@ -3,9 +3,12 @@
 //! optimistic concurrency. Each answer is checked the way the run needs it checked: a shard
 //! failure fails the page (as it fails a sequence query in Kibana), a timed-out search too.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ops::Range;
 
 use elasticsearch::http::Method;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{check_name, judge, EsClient, EsError};
@@ -27,13 +30,14 @@ pub struct RawHit {
 }
 
 #[derive(serde::Deserialize)]
-struct PageAnswer {
+struct PageAnswer<'a> {
     pit_id: Option<String>,
     #[serde(default)]
     timed_out: bool,
     #[serde(rename = "_shards", default)]
     shards: PageShards,
-    hits: PageHits,
+    #[serde(borrow)]
+    hits: PageHits<'a>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -45,21 +49,123 @@ struct PageShards {
 }
 
 #[derive(serde::Deserialize)]
-struct PageHits {
-    #[serde(default)]
-    hits: Vec<PageHit>,
+struct PageHits<'a> {
+    #[serde(default, borrow)]
+    hits: Vec<PageHit<'a>>,
 }
 
 #[derive(serde::Deserialize)]
-struct PageHit {
-    #[serde(rename = "_index")]
-    index: String,
-    #[serde(rename = "_id")]
-    id: String,
-    #[serde(rename = "_source")]
-    source: Option<Box<serde_json::value::RawValue>>,
-    #[serde(default)]
-    sort: Value,
+struct PageHit<'a> {
+    #[serde(rename = "_index", borrow)]
+    index: Cow<'a, str>,
+    #[serde(rename = "_id", borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "_source", borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sort: Option<&'a RawValue>,
+}
+
+/// One page of a point-in-time search, kept as the response text: each hit's `_source`
+/// stays unparsed until the caller decodes it (for the rule's fields only, borrowing the text).
+#[derive(Debug)]
+pub struct SearchPage {
+    body: String,
+    hits: Vec<HitSpan>,
+}
+
+/// Where one hit's parts sit in [`SearchPage`]'s text.
+#[derive(Debug)]
+struct HitSpan {
+    index: TextPart,
+    id: TextPart,
+    source: Option<Range<usize>>,
+    sort: Option<Range<usize>>,
+}
+
+/// A string of the response: a range of its text, or a copy when JSON escapes changed it.
+#[derive(Debug)]
+enum TextPart {
+    Span(Range<usize>),
+    Owned(String),
+}
+
+/// One hit of a [`SearchPage`], borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct PageHitRef<'a> {
+    /// Concrete index.
+    pub index: &'a str,
+    /// Document id.
+    pub id: &'a str,
+    /// The `_source` JSON text (filtered to the requested fields); `None` when the hit has none.
+    pub source: Option<&'a str>,
+    /// The sort values' JSON text.
+    pub sort: Option<&'a str>,
+}
+
+impl PageHitRef<'_> {
+    /// The first sort value as epoch nanoseconds, when Elasticsearch gave it as a number.
+    pub fn sorted_at(&self) -> Option<i64> {
+        let sort = self.sort?;
+        let values: Vec<&RawValue> = serde_json::from_str(sort).ok()?;
+        serde_json::from_str::<i64>(values.first()?.get()).ok()
+    }
+}
+
+impl SearchPage {
+    /// How many hits the page holds.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// True for a page without hits.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// The hits, in the order Elasticsearch sorted them.
+    pub fn hits(&self) -> impl Iterator<Item = PageHitRef<'_>> {
+        self.hits.iter().map(|h| PageHitRef {
+            index: self.text(&h.index),
+            id: self.text(&h.id),
+            source: h.source.clone().map(|r| &self.body[r]),
+            sort: h.sort.clone().map(|r| &self.body[r]),
+        })
+    }
+
+    fn text<'a>(&'a self, part: &'a TextPart) -> &'a str {
+        match part {
+            TextPart::Span(r) => &self.body[r.clone()],
+            TextPart::Owned(s) => s,
+        }
+    }
+}
+
+/// The byte range of `part` inside `body` (`part` borrows from `body`).
+fn span_in(body: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - body.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
+    match part {
+        Cow::Borrowed(s) => TextPart::Span(span_in(body, s)),
+        Cow::Owned(s) => TextPart::Owned(s),
+    }
+}
+
+/// How often [`EsClient::existing_ids_realtime`] asks again while the alerts index has no
+/// started primary (waits of 0.2, 0.4, 0.8 and 1.6 s).
+const SHARD_WAIT_ATTEMPTS: u32 = 4;
+
+/// How [`EsClient::existing_ids_realtime`] read the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdLookup {
+    /// By `_mget`, in real time: later writes need no refresh to be seen by the next lookup.
+    Realtime,
+    /// By a search (the target is an alias over several indices): later writes must wait for
+    /// a refresh, or the next lookup may miss them.
+    Searched,
 }
 
 /// A point in time being paged through. Close it with [`PitPager::close`] on every path.
@@ -122,9 +228,45 @@ impl EsClient {
         })
     }
 
-    /// The next page, or `None` after the last. A page with shard failures or a timeout is an
-    /// error: a partial page could hide a sequence's events.
+    /// The next page, or `None` after the last, each `_source` parsed into a [`Value`] on its
+    /// own (see [`EsClient::next_search_page`] for the checks).
     pub async fn next_page(&self, pager: &mut PitPager) -> Result<Option<Vec<RawHit>>, EsError> {
+        let Some(page) = self.next_search_page(pager).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            page.hits()
+                .map(|h| {
+                    // Each `_source` is parsed on its own, so one document that cannot be read
+                    // (nested beyond the JSON parser's depth limit, say) is one skipped event.
+                    let (source, source_error) = match h.source.map(serde_json::from_str::<Value>) {
+                        Some(Ok(v)) => (v, None),
+                        Some(Err(e)) => (Value::Null, Some(unreadable_source(&e))),
+                        None => (Value::Null, Some(NO_SOURCE.to_owned())),
+                    };
+                    RawHit {
+                        index: h.index.to_owned(),
+                        id: h.id.to_owned(),
+                        source,
+                        source_error,
+                        sort: h
+                            .sort
+                            .and_then(|s| serde_json::from_str(s).ok())
+                            .unwrap_or(Value::Null),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// The next page as text, or `None` after the last. A page with shard failures or a
+    /// timeout is an error: a partial page could hide a sequence's events. The hits' `_source`
+    /// texts are not parsed here: a document that cannot be read is the caller's one skipped
+    /// event, never a failed page.
+    pub async fn next_search_page(
+        &self,
+        pager: &mut PitPager,
+    ) -> Result<Option<SearchPage>, EsError> {
         if pager.done {
             return Ok(None);
         }
@@ -158,16 +300,14 @@ impl EsClient {
             }
             return Err(super::status_error(operation, reply));
         }
-        // Each `_source` stays raw text until parsed on its own, so one document that cannot be
-        // read (nested beyond the JSON parser's depth limit, say) becomes one skipped event
-        // instead of a page, and so every run, that fails.
-        let answer: PageAnswer =
-            serde_json::from_str(&reply.body).map_err(|err| EsError::Response {
+        let text = reply.body;
+        let answer: PageAnswer<'_> =
+            serde_json::from_str(&text).map_err(|err| EsError::Response {
                 operation: operation.into(),
                 reason: format!("the search answer is not the expected JSON: {err}"),
             })?;
-        if let Some(id) = answer.pit_id {
-            pager.pit_id = id;
+        if let Some(id) = &answer.pit_id {
+            pager.pit_id.clone_from(id);
         }
         if answer.shards.failed > 0 {
             let first = answer.shards.failures.first();
@@ -196,33 +336,30 @@ impl EsClient {
             pager.done = true;
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(answer.hits.hits.len());
-        for h in answer.hits.hits {
-            let (source, source_error) = match h
-                .source
-                .as_deref()
-                .map(|raw| serde_json::from_str::<Value>(raw.get()))
-            {
-                Some(Ok(v)) => (v, None),
-                Some(Err(e)) => (Value::Null, Some(format!("_source cannot be read: {e}"))),
-                None => (Value::Null, Some("the hit has no _source".to_owned())),
-            };
-            out.push(RawHit {
-                index: h.index,
-                id: h.id,
-                source,
-                source_error,
-                sort: h.sort,
-            });
-        }
-        pager.after = out.last().map(|h| h.sort.clone());
+        pager.after = answer
+            .hits
+            .hits
+            .last()
+            .and_then(|h| h.sort)
+            .and_then(|s| serde_json::from_str::<Value>(s.get()).ok());
         if pager.after.as_ref().is_none_or(Value::is_null) {
             return Err(EsError::Response {
                 operation: operation.into(),
                 reason: "hits carry no sort values".into(),
             });
         }
-        Ok(Some(out))
+        let hits = answer
+            .hits
+            .hits
+            .into_iter()
+            .map(|h| HitSpan {
+                index: text_part(&text, h.index),
+                id: text_part(&text, h.id),
+                source: h.source.map(|r| span_in(&text, r.get())),
+                sort: h.sort.map(|r| span_in(&text, r.get())),
+            })
+            .collect();
+        Ok(Some(SearchPage { body: text, hits }))
     }
 
     /// Closes the pager's point in time. Errors are returned, but a run that already failed
@@ -284,7 +421,94 @@ impl EsClient {
         Ok((types, matched))
     }
 
-    /// Which of `ids` exist in `index` (an index, alias or pattern; missing is "none").
+    /// Which of `ids` exist in `index` (an index or alias; missing is "none"), read in real
+    /// time with `_mget`, so documents written without a refresh are seen. When `_mget` cannot
+    /// address `index` as one index (an alias over several indices, after a rollover), this
+    /// falls back to [`EsClient::existing_ids`] (a search) and says so:
+    /// [`IdLookup::Searched`] tells the caller its writes need `refresh=wait_for` to be seen.
+    pub async fn existing_ids_realtime(
+        &self,
+        index: &str,
+        ids: &[String],
+    ) -> Result<(HashSet<String>, IdLookup), EsError> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(10_000) {
+            check_name("index", index)?;
+            let operation = format!("POST {index}/_mget ({} ids)", chunk.len());
+            let path = format!("/{index}/_mget");
+            let body = json!({"ids": chunk}).to_string();
+            let query = [("_source", "false"), ("realtime", "true")];
+            let mut attempt = 0;
+            let answer = loop {
+                let reply = self
+                    .call(&operation, Method::Post, &path, &query, Some(body.clone()))
+                    .await?;
+                // A refusal (403) fails the run: deduplication must never quietly see nothing.
+                let answer = judge(&operation, reply)?;
+                // An index another run has just created may not have its primary started yet;
+                // its items fail with a shard error for a moment. Ask again, a few times.
+                let unavailable = answer["docs"].as_array().is_some_and(|docs| {
+                    docs.iter().any(|d| {
+                        matches!(
+                            d["error"]["type"].as_str(),
+                            Some("no_shard_available_action_exception")
+                                | Some("unavailable_shards_exception")
+                        )
+                    })
+                });
+                if !unavailable || attempt >= SHARD_WAIT_ATTEMPTS {
+                    break answer;
+                }
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            };
+            let docs = answer["docs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if docs.len() != chunk.len() {
+                return Err(EsError::Response {
+                    operation,
+                    reason: format!("{} ids asked, {} answered", chunk.len(), docs.len()),
+                });
+            }
+            for doc in docs {
+                let error = &doc["error"];
+                if error.is_null() {
+                    if doc["found"] == json!(true) {
+                        if let Some(id) = doc["_id"].as_str() {
+                            found.insert(id.to_owned());
+                        }
+                    }
+                    continue;
+                }
+                match error["type"].as_str() {
+                    // No alerts index yet: no alert exists.
+                    Some("index_not_found_exception") => return Ok((found, IdLookup::Realtime)),
+                    // "alias [...] has more than one index associated with it": search instead.
+                    Some("illegal_argument_exception")
+                        if error["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains("more than one index")) =>
+                    {
+                        let searched = self.existing_ids(index, ids).await?;
+                        return Ok((searched, IdLookup::Searched));
+                    }
+                    _ => {
+                        let reason = error["reason"]
+                            .as_str()
+                            .or_else(|| error["type"].as_str())
+                            .unwrap_or("unknown");
+                        return Err(EsError::Response {
+                            operation,
+                            reason: format!("looking up {}: {reason}", doc["_id"]),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((found, IdLookup::Realtime))
+    }
+
+    /// Which of `ids` exist in `index` (an index, alias or pattern; missing is "none"), by a
+    /// search: it sees only documents a refresh has made searchable.
     pub async fn existing_ids(
         &self,
         index: &str,
@@ -481,6 +705,15 @@ impl EsClient {
             .collect())
     }
 }
+
+/// The reason given for a hit whose `_source` text does not parse.
+pub fn unreadable_source(err: &serde_json::Error) -> String {
+    // The engine's `Correlator::push_source` words it the same way.
+    format!("_source cannot be read: {err}")
+}
+
+/// The reason given for a hit without `_source`.
+pub const NO_SOURCE: &str = "the hit has no _source";
 
 /// Maps a `_field_caps` type to the evaluator's.
 fn field_type(t: &str) -> Option<FieldType> {

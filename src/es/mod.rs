@@ -27,7 +27,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
-pub use detect::{PitPager, RawHit, VersionedDoc, WriteOutcome};
+pub use detect::{
+    unreadable_source, IdLookup, PageHitRef, PitPager, RawHit, SearchPage, VersionedDoc,
+    WriteOutcome, NO_SOURCE,
+};
 pub use error::EsError;
 pub use mapping::mapped_field_type;
 

@@ -617,3 +617,106 @@ fn retry_backoff_is_jittered_within_its_ceiling() {
     }
     assert!(seen.len() > 10, "jittered: {} distinct waits", seen.len());
 }
+
+/// Deduplication reads alert ids with `_mget`, which is real time: alerts written without a
+/// refresh are seen, so the alert bulk needs no `refresh=wait_for`.
+#[tokio::test]
+async fn existing_ids_are_read_in_real_time_and_a_missing_index_means_none() {
+    let found = r#"{"docs":[{"_index":"a","_id":"x","found":true},{"_index":"a","_id":"y","found":false}]}"#;
+    let missing = r#"{"docs":[{"_index":"a","_id":"x","error":{"type":"index_not_found_exception","reason":"no such index [a]"}}]}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), found),
+        answer("200 OK", Some("application/json"), missing),
+    ])
+    .await;
+    let es = client(&url);
+    let (ids, how) = es
+        .existing_ids_realtime("a", &["x".to_owned(), "y".to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(ids, std::collections::HashSet::from(["x".to_owned()]));
+    assert_eq!(how, IdLookup::Realtime);
+    let (ids, how) = es
+        .existing_ids_realtime("a", &["x".to_owned()])
+        .await
+        .expect("a missing index is no alert");
+    assert!(ids.is_empty());
+    assert_eq!(how, IdLookup::Realtime);
+    let requests = server.await.expect("server");
+    assert!(requests[0].starts_with("POST /a/_mget"), "{}", requests[0]);
+}
+
+/// An alias over several indices (Kibana's alerts alias after a rollover) cannot be read by
+/// `_mget`; the lookup searches instead and says so, so the writes wait for a refresh.
+#[tokio::test]
+async fn an_alias_over_several_indices_is_searched_and_said_so() {
+    let refused = r#"{"docs":[{"_index":"al","_id":"x","error":{"type":"illegal_argument_exception","reason":"alias [al] has more than one index associated with it [i1, i2], can't execute a single index op"}}]}"#;
+    let searched = r#"{"_shards":{"total":1,"successful":1,"failed":0},"hits":{"hits":[{"_index":"i1","_id":"x"}]}}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), refused),
+        answer("200 OK", Some("application/json"), searched),
+    ])
+    .await;
+    let es = client(&url);
+    let (ids, how) = es
+        .existing_ids_realtime("al", &["x".to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(ids, std::collections::HashSet::from(["x".to_owned()]));
+    assert_eq!(how, IdLookup::Searched);
+    let requests = server.await.expect("server");
+    assert!(
+        requests[1].starts_with("POST /al/_search"),
+        "{}",
+        requests[1]
+    );
+}
+
+/// Any other per-document failure (a missing privilege, say) fails the lookup: deduplication
+/// never quietly sees nothing.
+#[tokio::test]
+async fn an_unreadable_alerts_target_fails_the_lookup() {
+    let denied = r#"{"docs":[{"_index":"a","_id":"x","error":{"type":"security_exception","reason":"action [indices:data/read/mget[shard]] is unauthorized"}}]}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), denied),
+        answer(
+            "403 Forbidden",
+            Some("application/json"),
+            r#"{"error":{"type":"security_exception","reason":"unauthorized"},"status":403}"#,
+        ),
+    ])
+    .await;
+    let es = client(&url);
+    let err = es
+        .existing_ids_realtime("a", &["x".to_owned()])
+        .await
+        .expect_err("a refused item fails");
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+    let err = es
+        .existing_ids_realtime("a", &["x".to_owned()])
+        .await
+        .expect_err("a refused request fails");
+    assert!(err.to_string().contains("403"), "{err}");
+    server.await.expect("server");
+}
+
+/// An alerts index another run has just created answers with a shard error until its primary
+/// has started: the lookup asks again instead of failing the run.
+#[tokio::test]
+async fn an_alerts_index_without_a_started_primary_is_asked_again() {
+    let starting = r#"{"docs":[{"_index":"a","_id":"x","error":{"type":"no_shard_available_action_exception","reason":"No shard available"}}]}"#;
+    let found = r#"{"docs":[{"_index":"a","_id":"x","found":true}]}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), starting),
+        answer("200 OK", Some("application/json"), found),
+    ])
+    .await;
+    let es = client(&url);
+    let (ids, how) = es
+        .existing_ids_realtime("a", &["x".to_owned()])
+        .await
+        .expect("read on the second attempt");
+    assert_eq!(ids, std::collections::HashSet::from(["x".to_owned()]));
+    assert_eq!(how, IdLookup::Realtime);
+    assert_eq!(server.await.expect("server").len(), 2);
+}

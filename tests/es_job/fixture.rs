@@ -258,6 +258,9 @@ impl JobFixture {
 
     /// Every alert in `index`, by `_id` (= `kibana.alert.uuid`).
     pub async fn alerts_in(&self, index: &str) -> BTreeMap<String, Value> {
+        // Runs write alerts without waiting for a refresh (deduplication reads them in real
+        // time); a search needs one. A missing index is left to the search to report.
+        let _ = self.es.refresh(index).await;
         let docs = self
             .es
             .search_docs(index, json!({"match_all": {}}), "@timestamp", 10_000)
