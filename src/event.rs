@@ -151,6 +151,44 @@ fn visit<'a>(node: &'a Value, path: &str, out: &mut Collector<'a>, depth: usize)
     }
 }
 
+/// True when an object (or an array holding one) sits at the full `path` in `source`: a value
+/// [`field_values`] leaves out, because ES cannot index an object as a field's value. A join key
+/// of that shape is a bad event, not a missing key: ES refuses such a document in an index
+/// that maps the field, and refuses the whole query when another index maps it as an object
+/// (`handleSpecialFields` in `ES: x-pack/plugin/ql/.../analyzer/AnalyzerRules.java`).
+pub fn has_object_value(source: &Value, path: &str) -> bool {
+    fn terminal(v: &Value, depth: usize) -> bool {
+        match v {
+            Value::Object(_) => true,
+            Value::Array(items) if depth < MAX_DEPTH => {
+                items.iter().any(|i| terminal(i, depth + 1))
+            }
+            _ => false,
+        }
+    }
+    fn walk(node: &Value, path: &str, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match node {
+            Value::Object(map) => map.iter().any(|(key, child)| {
+                if key == path {
+                    terminal(child, depth)
+                } else {
+                    !key.is_empty()
+                        && path
+                            .strip_prefix(key.as_str())
+                            .and_then(|r| r.strip_prefix('.'))
+                            .is_some_and(|rest| walk(child, rest, depth + 1))
+                }
+            }),
+            Value::Array(items) => items.iter().any(|i| walk(i, path, depth + 1)),
+            _ => false,
+        }
+    }
+    walk(source, path, 0)
+}
+
 /// Why a timestamp could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {
@@ -383,4 +421,32 @@ pub fn extract_keys<'a>(source: &'a Value, keys: &[KeySpec]) -> Option<Vec<KeyFi
         out.push(values);
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_values_are_found_under_every_spelling() {
+        for doc in [
+            json!({"host": {"id": {"x": 1}}}),
+            json!({"host.id": {"x": 1}}),
+            json!({"host": [{"id": "a"}, {"id": [{"x": 1}]}]}),
+        ] {
+            assert!(has_object_value(&doc, "host.id"), "{doc}");
+            assert!(!has_object_value(&doc, "host.name"), "{doc}");
+        }
+        for doc in [
+            json!({"host": {"id": "a"}}),
+            json!({"host": {"id": ["a", 1, null]}}),
+            json!({"host": {"id": {}}, "x": 1})
+                .get("x")
+                .cloned()
+                .unwrap_or_default(),
+        ] {
+            assert!(!has_object_value(&doc, "host.id"), "{doc}");
+        }
+    }
 }
