@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
-pub use detect::{PitPager, RawHit, VersionedDoc, WriteOutcome};
+pub use detect::{parse_source, FetchedSource, PitPager, RawHit, VersionedDoc, WriteOutcome};
 pub use error::EsError;
 pub use mapping::mapped_field_type;
 
