@@ -881,4 +881,32 @@ mod tests {
             Ok(())
         });
     }
+
+    /// Files named by the configuration that do not exist are named by their key, both when
+    /// validating and when reading the secrets, without any secret in the message.
+    #[test]
+    fn missing_files_are_named_by_their_key() {
+        let mut c = Config::default();
+        c.elasticsearch.username = Some("u".into());
+        c.elasticsearch.password_file = Some("/nonexistent/pw".into());
+        c.elasticsearch.ca_file = Some("/nonexistent/ca.crt".into());
+        let errs: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for key in ["elasticsearch.ca_file", "elasticsearch.password_file"] {
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(key) && e.contains("/nonexistent/")),
+                "{key}: {errs:?}"
+            );
+        }
+        let err = Secrets::load(&c.elasticsearch).unwrap_err().to_string();
+        assert!(
+            err.starts_with("elasticsearch.password_file: cannot read /nonexistent/pw: "),
+            "{err}"
+        );
+    }
 }
