@@ -35,7 +35,7 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     /// figment could not extract the tree (unknown key, wrong type, bad duration …). Its
     /// message names the key path and the layer (file or environment) it came from.
-    #[error("{0}")]
+    #[error("{}", describe_figment(.0))]
     Extract(Box<figment::Error>),
     /// A value parsed but is not acceptable.
     #[error("{key}: {message}")]
@@ -61,6 +61,45 @@ impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
         ConfigError::Extract(Box::new(e))
     }
+}
+
+/// Every error of a figment extraction as `key.path (where): message`, where "where" is the
+/// file, the exact `SEQWATCH_…` variable or the command line; figment's own rendering says
+/// `default.elasticsearch.page_size` or `ELASTICSEARCH.PAGE_SIZE in SEQWATCH_ environment
+/// variable(s)`, and a TOML syntax error without its file.
+fn describe_figment(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|err| {
+            // For an unknown key the path already ends with it.
+            let path: Vec<String> = err.path.iter().map(|p| p.to_lowercase()).collect();
+            let key = path.join(".");
+            let place = match err.metadata.as_ref() {
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(file)) => file.display().to_string(),
+                    _ if m.name.contains("environment variable") => {
+                        if path.is_empty() {
+                            format!("{ENV_PREFIX}… environment variables")
+                        } else {
+                            format!(
+                                "environment variable {ENV_PREFIX}{}",
+                                path.join("__").to_uppercase()
+                            )
+                        }
+                    }
+                    _ => "command line".to_owned(),
+                },
+                None => "configuration".to_owned(),
+            };
+            let message = err.kind.to_string();
+            if key.is_empty() {
+                format!("{place}: {message}")
+            } else {
+                format!("{key} ({place}): {message}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A duration written with a unit: `500ms`, `30s`, `5m`, `1h`, `1d`.
@@ -782,5 +821,92 @@ mod tests {
         assert!("5".parse::<HumanDuration>().is_err());
         assert!("-5m".parse::<HumanDuration>().is_err());
         assert!("5w".parse::<HumanDuration>().is_err());
+    }
+
+    /// Item 6 of issue 5: every configuration error names the key path and where the bad value
+    /// came from: the file, the exact environment variable, or the command line.
+    #[test]
+    fn errors_name_the_key_path_and_its_source() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[elasticsearch]\npage_size = \"many\"\n")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                "elasticsearch.page_size (c.toml): invalid type: found string \"many\", expected u32"
+            );
+            let err = load_in(jail, "[elasticsearch]\nurll = \"x\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("elasticsearch.urll (c.toml): unknown field: found `urll`"),
+                "{err}"
+            );
+            let err = load_in(jail, "[elasticsearch\npage_size = 1\n")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("c.toml: TOML parse error at line 1, column 15"),
+                "{err}"
+            );
+            jail.create_file("c.toml", "")?;
+            jail.set_env("SEQWATCH_ELASTICSEARCH__PAGE_SIZE", "many");
+            let err = Config::load(None, &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                "elasticsearch.page_size (environment variable SEQWATCH_ELASTICSEARCH__PAGE_SIZE): invalid type: found string \"many\", expected u32"
+            );
+            jail.clear_env();
+            jail.set_env("SEQWATCH_SCHEDULE__INTERVAL", "5 parsecs");
+            let err = Config::load(None, &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                "schedule.interval (environment variable SEQWATCH_SCHEDULE__INTERVAL): duration \"5 parsecs\" has unknown unit \" parsecs\"; use ms, s, m, h or d"
+            );
+            jail.clear_env();
+            // A bad --es-url passes extraction (it is a string) and is named by validation.
+            let cli = CliOverrides {
+                es_url: Some("not a url".into()),
+                ..Default::default()
+            };
+            let errs = Config::load(None, &cli).unwrap().validate().unwrap_err();
+            assert_eq!(
+                errs[0].to_string(),
+                "elasticsearch.url: is not a valid URL: relative URL without a base"
+            );
+            Ok(())
+        });
+    }
+
+    /// Files named by the configuration that do not exist are named by their key, both when
+    /// validating and when reading the secrets, without any secret in the message.
+    #[test]
+    fn missing_files_are_named_by_their_key() {
+        let mut c = Config::default();
+        c.elasticsearch.username = Some("u".into());
+        c.elasticsearch.password_file = Some("/nonexistent/pw".into());
+        c.elasticsearch.ca_file = Some("/nonexistent/ca.crt".into());
+        let errs: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for key in ["elasticsearch.ca_file", "elasticsearch.password_file"] {
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(key) && e.contains("/nonexistent/")),
+                "{key}: {errs:?}"
+            );
+        }
+        let err = Secrets::load(&c.elasticsearch).unwrap_err().to_string();
+        assert!(
+            err.starts_with("elasticsearch.password_file: cannot read /nonexistent/pw: "),
+            "{err}"
+        );
     }
 }

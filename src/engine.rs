@@ -21,7 +21,8 @@ use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
 use crate::eql::pushdown;
 use crate::eql::value::{indexed_scalar, FieldType, FieldTypes, Val};
 use crate::event::{
-    decode_flat, document_timestamp, Document, FieldPlan, FlatDecode, FlatEvent, TimestampError,
+    decode_flat, document_timestamp, replace_lone_surrogates, Document, FieldPlan, FlatDecode,
+    FlatEvent, TimestampError,
 };
 use crate::rule::Rule;
 
@@ -108,6 +109,13 @@ pub struct BadEvent {
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct CorrelateError(#[from] MatchError);
+
+impl CorrelateError {
+    /// The matcher's refusal.
+    pub fn match_error(&self) -> &MatchError {
+        &self.0
+    }
+}
 
 /// How a rule's fields are typed and ordered.
 #[derive(Debug, Clone, Default)]
@@ -452,16 +460,23 @@ impl CompiledRule {
         }
     }
 
-    /// The join-key values of `hit` for `keys`, one list per key field, or `None` when a
-    /// mandatory key has no value (ES's `exists` filter on join keys drops such events).
+    /// The join-key values of `doc` for `stage`'s keys, one list per key field, or `None` when
+    /// a mandatory key has no value (ES's `exists` filter on join keys drops such events). A
+    /// key holding an object is an error: see [`crate::event::has_object_value`].
     fn key_fields<D: Document + ?Sized>(
         &self,
         doc: &D,
         stage: &StageFilter,
         interned: &mut HashSet<Arc<str>>,
-    ) -> Option<Vec<Vec<KeyValue>>> {
+    ) -> Result<Option<Vec<Vec<KeyValue>>>, String> {
         let mut out = Vec::with_capacity(stage.keys.len());
         for (key, &slot) in stage.keys.iter().zip(&stage.key_slots) {
+            if doc.holds_object(&key.field.path) {
+                return Err(format!(
+                    "join key {} holds an object; a key must be a value",
+                    key.field.path
+                ));
+            }
             let ty = self.opts.field_types.get(&key.field.path);
             let mut values: Vec<KeyValue> = Vec::new();
             for v in doc.field(&key.field.path, slot) {
@@ -480,13 +495,13 @@ impl CompiledRule {
             }
             if values.is_empty() {
                 if !key.optional {
-                    return None;
+                    return Ok(None);
                 }
                 values.push(KeyValue::Null);
             }
             out.push(values);
         }
-        Some(out)
+        Ok(Some(out))
     }
 }
 
@@ -631,6 +646,14 @@ impl<'r> Correlator<'r> {
         match serde_json::from_str::<Value>(source) {
             Ok(tree) => self.push_event(index, id, &tree, sorted_at_ns),
             Err(e) => {
+                // ES stores a lone UTF-16 surrogate escape (`"\ud800"`) that serde_json
+                // refuses; Lucene indexes U+FFFD in its place, so that is the value read.
+                let repaired = replace_lone_surrogates(source);
+                if repaired != source {
+                    if let Ok(tree) = serde_json::from_str::<Value>(&repaired) {
+                        return self.push_event(index, id, &tree, sorted_at_ns);
+                    }
+                }
                 self.skip(index, id, format!("_source cannot be read: {e}"));
                 Ok(())
             }
@@ -716,7 +739,7 @@ impl<'r> Correlator<'r> {
                 let mut matched = Vec::new();
                 for (i, s) in stages.iter().enumerate() {
                     if eval(&s.filter)? {
-                        if let Some(key_fields) = rule.key_fields(doc, s, interned) {
+                        if let Some(key_fields) = rule.key_fields(doc, s, interned)? {
                             matched.push(StageMatch {
                                 stage: i,
                                 key_fields,
@@ -725,7 +748,7 @@ impl<'r> Correlator<'r> {
                     }
                 }
                 let until_keys = match until {
-                    Some(u) if eval(&u.filter)? => rule.key_fields(doc, u, interned),
+                    Some(u) if eval(&u.filter)? => rule.key_fields(doc, u, interned)?,
                     _ => None,
                 };
                 if matched.is_empty() && until_keys.is_none() {
@@ -734,6 +757,21 @@ impl<'r> Correlator<'r> {
                 (matched, until_keys)
             }
         };
+        if sorted_at_ns.is_some() {
+            // ES sorted the hit by its smallest value, but ES EQL refuses a multi-valued
+            // timestamp ("Arrays (returned by [@timestamp]) are not supported":
+            // `unwrapMultiValue` in `ES: x-pack/plugin/ql/.../extractor/AbstractFieldHitExtractor.java`).
+            let count = doc
+                .field(&rule.timestamp_field, rule.timestamp_slot)
+                .count();
+            if count > 1 {
+                return Err(TimestampError::MultiValued {
+                    field: rule.timestamp_field.clone(),
+                    count,
+                }
+                .to_string());
+            }
+        }
         let ts = match sorted_at_ns {
             Some(ns) if rule.opts.timestamp_nanos => ns,
             Some(ns) => ns.div_euclid(1_000_000) * 1_000_000,
@@ -931,6 +969,108 @@ mod tests {
         assert_eq!(flat.stats, tree.stats);
         assert_eq!(flat.detections, tree.detections);
         assert_eq!(flat.matcher, tree.matcher);
+    }
+
+    fn run_builtin(hits: &[(Hit, Option<i64>)]) -> Correlation {
+        let rule = Rule::builtin().expect("the built-in rule loads");
+        let compiled = CompiledRule::compile(&rule, EngineOptions::ecs_process())
+            .expect("the built-in rule compiles");
+        let mut c = compiled.correlator(100);
+        for (h, at) in hits {
+            c.push_at(h, *at).expect("ordered");
+        }
+        c.finish()
+    }
+
+    /// A join key holding an object is named as a bad event, not dropped as "key missing":
+    /// ES cannot index an object as a keyword value, and where another index maps the field
+    /// as an object ES EQL refuses the whole query ("Cannot use field [host.id] due to
+    /// ambiguities being mapped as [2] incompatible types", `handleSpecialFields` in
+    /// `x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/analyzer/AnalyzerRules.java`).
+    /// seqwatch skips the one event instead of failing every run.
+    #[test]
+    fn an_object_join_key_is_a_bad_event_with_its_name() {
+        let mut npm = process(
+            json!("h1"),
+            "2026-11-29T10:00:01Z",
+            "node",
+            &["npm", "install"],
+            "e1",
+            "e0",
+        );
+        npm["host"]["id"] = json!({"name": "h1"});
+        let mut wrapped = npm.clone();
+        wrapped["host"]["id"] = json!([{"name": "h1"}]);
+        let missing = {
+            let mut m = npm.clone();
+            m["host"].as_object_mut().expect("object").remove("id");
+            m
+        };
+        let found = run_builtin(&[
+            (hit("object", npm), None),
+            (hit("array-of-object", wrapped), None),
+            (hit("missing", missing), None),
+        ]);
+        assert_eq!(found.stats.bad_events, 2, "{:?}", found.stats);
+        let named: Vec<_> = found
+            .stats
+            .bad_event_samples
+            .iter()
+            .map(|b| (b.id.as_str(), b.reason.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (
+                    "object",
+                    "join key host.id holds an object; a key must be a value"
+                ),
+                (
+                    "array-of-object",
+                    "join key host.id holds an object; a key must be a value"
+                ),
+            ]
+        );
+        // A missing key is ES's `exists` filter at work: not a candidate, not bad.
+        assert_eq!(found.stats.candidates, 0);
+    }
+
+    /// ES sorts a multi-valued date by its smallest value, but ES EQL refuses the hit:
+    /// `unwrapMultiValue` throws "Arrays (returned by [@timestamp]) are not supported"
+    /// (`x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/execution/search/extractor/AbstractFieldHitExtractor.java`;
+    /// EQL's `FieldHitExtractor.isPrimitive` is false). ES fails the query; seqwatch counts
+    /// the event, also when the sort value would have let it through.
+    #[test]
+    fn a_multi_valued_timestamp_is_bad_even_with_a_sort_value() {
+        let mut npm = process(
+            json!("h1"),
+            "2026-11-29T10:00:01Z",
+            "node",
+            &["npm", "install"],
+            "e1",
+            "e0",
+        );
+        npm["@timestamp"] = json!(["2026-11-29T10:00:01Z", "2026-11-29T10:00:02Z"]);
+        let sorted_at = Some(1_795_000_000_000_000_000);
+        let found = run_builtin(&[(hit("two-times", npm), sorted_at)]);
+        assert_eq!(found.stats.bad_events, 1);
+        assert_eq!(
+            found.stats.bad_event_samples[0].reason,
+            "timestamp field `@timestamp` has 2 values; exactly one is required"
+        );
+        // With the sort value and no timestamp in `_source` at all (a `copy_to` field), the
+        // hit is fine: ES EQL reads the timestamp from doc values, as the sort did.
+        let mut copied = process(
+            json!("h1"),
+            "2026-11-29T10:00:01Z",
+            "node",
+            &["npm", "install"],
+            "e1",
+            "e0",
+        );
+        copied.as_object_mut().expect("object").remove("@timestamp");
+        let found = run_builtin(&[(hit("copied", copied), sorted_at)]);
+        assert_eq!((found.stats.bad_events, found.stats.candidates), (0, 1));
     }
 
     #[test]

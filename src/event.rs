@@ -151,6 +151,44 @@ fn visit<'a>(node: &'a Value, path: &str, out: &mut Collector<'a>, depth: usize)
     }
 }
 
+/// True when an object (or an array holding one) sits at the full `path` in `source`: a value
+/// [`field_values`] leaves out, because ES cannot index an object as a field's value. A join key
+/// of that shape is a bad event, not a missing key: ES refuses such a document in an index
+/// that maps the field, and refuses the whole query when another index maps it as an object
+/// (`handleSpecialFields` in `ES: x-pack/plugin/ql/.../analyzer/AnalyzerRules.java`).
+pub fn has_object_value(source: &Value, path: &str) -> bool {
+    fn terminal(v: &Value, depth: usize) -> bool {
+        match v {
+            Value::Object(_) => true,
+            Value::Array(items) if depth < MAX_DEPTH => {
+                items.iter().any(|i| terminal(i, depth + 1))
+            }
+            _ => false,
+        }
+    }
+    fn walk(node: &Value, path: &str, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match node {
+            Value::Object(map) => map.iter().any(|(key, child)| {
+                if key == path {
+                    terminal(child, depth)
+                } else {
+                    !key.is_empty()
+                        && path
+                            .strip_prefix(key.as_str())
+                            .and_then(|r| r.strip_prefix('.'))
+                            .is_some_and(|rest| walk(child, rest, depth + 1))
+                }
+            }),
+            Value::Array(items) => items.iter().any(|i| walk(i, path, depth + 1)),
+            _ => false,
+        }
+    }
+    walk(source, path, 0)
+}
+
 /// Why a timestamp could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {
@@ -465,6 +503,10 @@ pub trait Document {
 
     /// True when the document is a JSON object (every `_source` must be).
     fn is_object(&self) -> bool;
+
+    /// True when an object sits where a value of `path` belongs (see [`has_object_value`]).
+    /// A [`FlatEvent`] never holds one: [`decode_flat`] leaves such a document to the tree.
+    fn holds_object(&self, path: &str) -> bool;
 }
 
 /// The slot of a field that no [`FieldPlan`] has bound: looked up by its path.
@@ -477,6 +519,10 @@ impl Document for Value {
 
     fn is_object(&self) -> bool {
         Value::is_object(self)
+    }
+
+    fn holds_object(&self, path: &str) -> bool {
+        has_object_value(self, path)
     }
 }
 
@@ -574,6 +620,10 @@ impl<'a> Document for FlatEvent<'a> {
     fn is_object(&self) -> bool {
         true
     }
+
+    fn holds_object(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 /// What [`decode_flat`] made of a hit's `_source` text.
@@ -633,7 +683,8 @@ pub fn decode_flat<'a>(
 struct DecodeState<'s, 'a> {
     paths: &'s [String],
     entries: &'s mut Vec<(u16, Stored<'a>)>,
-    /// Some object reached one field through two keys.
+    /// Some object reached one field through two keys, or an object sits where a field's
+    /// value belongs: either way the tree decides (see [`Document::holds_object`]).
     tangled: bool,
     /// The top-level value was an object.
     object: bool,
@@ -856,6 +907,9 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
         Ok(())
     }
     fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
+        if !self.terminal.is_empty() {
+            self.state.tangled = true;
+        }
         visit_object(map, self.descend, self.state)
     }
 }
@@ -909,6 +963,45 @@ impl<'de> serde::de::Visitor<'de> for Skip {
     }
 }
 
+/// `raw` with every `\uXXXX` escape of an unpaired surrogate replaced by `\uFFFD`.
+pub fn replace_lone_surrogates(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let hex_at = |i: usize| -> Option<u32> {
+        let h = bytes.get(i..i + 4)?;
+        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let escape_at = |i: usize| -> Option<u32> {
+        (bytes.get(i) == Some(&b'\\') && bytes.get(i + 1) == Some(&b'u'))
+            .then(|| hex_at(i + 2))
+            .flatten()
+    };
+    let mut out = String::with_capacity(raw.len());
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let Some(unit) = escape_at(i) else {
+            i += 2; // another escape: skip the escaped character (also a backslash)
+            continue;
+        };
+        match unit {
+            0xD800..=0xDBFF if matches!(escape_at(i + 6), Some(0xDC00..=0xDFFF)) => i += 12,
+            0xD800..=0xDFFF => {
+                out.push_str(&raw[last..i]);
+                out.push_str("\\uFFFD");
+                i += 6;
+                last = i;
+            }
+            _ => i += 6,
+        }
+    }
+    out.push_str(&raw[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,6 +1036,8 @@ mod tests {
         match (&flat, &tree) {
             (Ok(FlatDecode::Decoded), Ok(tree)) => {
                 for (slot, path) in PATHS.iter().enumerate() {
+                    // Only the tree can say "an object sits here" (`holds_object`).
+                    assert!(!has_object_value(tree, path), "{path} in {text}");
                     assert_eq!(
                         flat_values(&event, path, slot),
                         tree_values(tree, path),
@@ -974,7 +1069,15 @@ mod tests {
             r#"{"": {"a": 1}, "a.": 2, ".a": 3, "a..b": 4}"#,
             "{}",
         ] {
-            assert_eq!(assert_same(text), Some(FlatDecode::Decoded), "{text}");
+            // A document with an object where a planned field's value belongs goes to the
+            // tree, which names it (a join key holding an object is a bad event).
+            let tree: Value = serde_json::from_str(text).expect("valid JSON");
+            let expected = if PATHS.iter().any(|p| has_object_value(&tree, p)) {
+                FlatDecode::NeedsTree
+            } else {
+                FlatDecode::Decoded
+            };
+            assert_eq!(assert_same(text), Some(expected), "{text}");
         }
     }
 
@@ -1050,6 +1153,34 @@ mod tests {
         #[test]
         fn flat_decode_equals_the_tree_lookup(text in json_value()) {
             assert_same(&text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod object_value_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_values_are_found_under_every_spelling() {
+        for doc in [
+            json!({"host": {"id": {"x": 1}}}),
+            json!({"host.id": {"x": 1}}),
+            json!({"host": [{"id": "a"}, {"id": [{"x": 1}]}]}),
+        ] {
+            assert!(has_object_value(&doc, "host.id"), "{doc}");
+            assert!(!has_object_value(&doc, "host.name"), "{doc}");
+        }
+        for doc in [
+            json!({"host": {"id": "a"}}),
+            json!({"host": {"id": ["a", 1, null]}}),
+            json!({"host": {"id": {}}, "x": 1})
+                .get("x")
+                .cloned()
+                .unwrap_or_default(),
+        ] {
+            assert!(!has_object_value(&doc, "host.id"), "{doc}");
         }
     }
 }

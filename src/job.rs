@@ -18,7 +18,9 @@ use tracing::{info, warn};
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, Correlation, EngineOptions};
-use crate::es::{BulkCreate, BulkOutcome, EsClient, EsError, IdLookup, WriteOutcome, NO_SOURCE};
+use crate::es::{
+    BulkCreate, BulkOutcome, EsClient, EsError, FetchedSource, IdLookup, WriteOutcome, NO_SOURCE,
+};
 use crate::event::FlatEvent;
 use crate::rule::Rule;
 use crate::state::{
@@ -775,12 +777,28 @@ async fn write_batch(
         .await
         .map_err(|e| format!("fetching the events of new sequences: {e}"))?;
     let mut by_ref = std::collections::HashMap::new();
+    let times: std::collections::HashMap<(String, String), i64> = batch
+        .iter()
+        .flat_map(|&i| found.detections[i].present_events())
+        .map(|e| ((e.index.to_string(), e.id.to_string()), e.timestamp_ns))
+        .collect();
     for (key, src) in wanted.into_iter().zip(sources) {
         match src {
-            Some(s) => {
+            FetchedSource::Found(s) => {
                 by_ref.insert(key, s);
             }
-            None => {
+            // The search read this event's rule fields, so the sequence stands; only the rest
+            // of the document is unreadable. Failing here would fail every later run too.
+            FetchedSource::Unreadable(reason) => {
+                run.warnings.push(format!(
+                    "event {}/{} of a new sequence could not be read in full ({reason}); its alert carries only the event time",
+                    key.0, key.1
+                ));
+                let ts = times.get(&key).copied().unwrap_or_default();
+                let at = DateTime::from_timestamp_nanos(ts);
+                by_ref.insert(key, json!({"@timestamp": iso(at)}));
+            }
+            FetchedSource::Gone => {
                 return Err(format!(
                     "event {}/{} vanished between search and fetch",
                     key.0, key.1

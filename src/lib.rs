@@ -8,6 +8,7 @@
 //! - [`alert`]: Kibana-shaped alerts and their ids; pure.
 //! - [`config`]: the layered configuration.
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
+//! - [`fuzzing`]: the fuzz targets as plain functions of bytes; pure.
 //! - [`generate`]: deterministic synthetic process events with ground truth.
 //! - [`es`]: the only module that talks to Elasticsearch (client, index templates, bulk writes).
 //! - [`healthcheck`]: `seqwatch healthcheck`, the container's probe of a running daemon.
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod eql;
 pub mod es;
 pub mod event;
+pub mod fuzzing;
 pub mod generate;
 pub mod healthcheck;
 pub mod job;

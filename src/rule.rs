@@ -240,8 +240,7 @@ struct RawRule {
     #[serde(default)]
     description: String,
     query: Spanned<String>,
-    #[serde(default)]
-    index: Vec<String>,
+    index: Option<Spanned<Vec<String>>>,
     from: Spanned<String>,
     interval: Option<Spanned<String>>,
     max_signals: Option<Spanned<i64>>,
@@ -374,6 +373,34 @@ impl Rule {
         check_compiles(&query, raw.event_category_override.as_deref())
             .map_err(|error| query_error(text, origin, &raw.query, error))?;
 
+        // Kibana falls back to the space's default index patterns when a rule names none;
+        // seqwatch has no such setting, and an empty pattern list would search every index.
+        let index = match &raw.index {
+            None => {
+                let at = text.find("[rule]").unwrap_or(0);
+                return Err(field_error(
+                    "index",
+                    at..at,
+                    "is missing; list the index patterns to search (e.g. index = [\"logs-endpoint.events.process*\"])".into(),
+                ));
+            }
+            Some(index) if index.get_ref().iter().all(|p| p.trim().is_empty()) => {
+                return Err(field_error(
+                    "index",
+                    index.span(),
+                    "lists no index pattern; list the index patterns to search".into(),
+                ));
+            }
+            Some(index) if index.get_ref().iter().any(|p| p.trim().is_empty()) => {
+                return Err(field_error(
+                    "index",
+                    index.span(),
+                    "has an empty index pattern".into(),
+                ));
+            }
+            Some(index) => index.get_ref().clone(),
+        };
+
         let lookback = parse_from(raw.from.get_ref())
             .map_err(|message| field_error("from", raw.from.span(), message))?;
         let (interval_text, interval) = match &raw.interval {
@@ -441,7 +468,7 @@ impl Rule {
             description: raw.description,
             query_text,
             query,
-            index: raw.index,
+            index,
             from: raw.from.into_inner(),
             lookback,
             interval_text,

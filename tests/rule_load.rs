@@ -299,3 +299,88 @@ fn evaluator_refusals_are_reported_at_load_with_their_place() {
         "the offending line is shown: {err}"
     );
 }
+
+/// Item 6 of issue 5: every class of EQL error in a rule file is reported as
+/// `file:line:column`, with the line and a caret under the place.
+#[test]
+fn every_class_of_eql_error_names_file_line_column_with_a_caret() {
+    let cases = [
+        // Syntax.
+        (
+            "process where a == )",
+            "x.toml:14:20: expected an expression but found \")\"\n   | process where a == )\n   |                    ^",
+        ),
+        // An unknown function.
+        (
+            "process where foo(a)",
+            "x.toml:14:15: Unknown function [foo]\n   | process where foo(a)\n   |               ^^^",
+        ),
+        // A type error.
+        (
+            "process where length(1) > 0",
+            "x.toml:14:22: argument 1 of [length] must be [string], found [number]\n   | process where length(1) > 0\n   |                      ^",
+        ),
+        // Unsupported features.
+        (
+            "process where a == 1 | head 5",
+            "x.toml:14:22: pipes are not supported\n   | process where a == 1 | head 5\n   |                      ^",
+        ),
+        (
+            "join [process where true] [file where true]",
+            "x.toml:14:1: JOIN command is not supported\n   | join [process where true] [file where true]\n   | ^^^^",
+        ),
+        (
+            "sample by host.id [process where true] [process where true]",
+            "x.toml:14:1: sample queries are not supported\n   | sample by host.id [process where true] [process where true]\n   | ^^^^^^",
+        ),
+        // A bad maxspan.
+        (
+            "sequence with maxspan=10x [process where true] [process where true]",
+            "x.toml:14:25: Unrecognized time unit [x] in [10x], please specify one of [ms, s, m, h, d]\n   | sequence with maxspan=10x [process where true] [process where true]\n   |                         ^",
+        ),
+        (
+            "sequence with maxspan=-1s [process where true] [process where true]",
+            "x.toml:14:23: expected a number but found \"-\"\n   | sequence with maxspan=-1s [process where true] [process where true]\n   |                       ^",
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(
+            expect_err(&rule_text(query, "")).to_string(),
+            expected,
+            "{query}"
+        );
+    }
+}
+
+/// An empty, blank or missing `index` is refused at its place: Kibana would fall back to the
+/// space's default index patterns, which seqwatch does not have, and an empty pattern list
+/// would search every index of the cluster.
+#[test]
+fn index_must_name_at_least_one_pattern() {
+    let base = rule_text("process where true", "");
+    let cases = [
+        (
+            base.replace("index = [\"logs-*\"]", "index = []"),
+            "x.toml:12:9: [rule].index: lists no index pattern; list the index patterns to search",
+        ),
+        (
+            base.replace("index = [\"logs-*\"]", "index = [\" \"]"),
+            "x.toml:12:9: [rule].index: lists no index pattern; list the index patterns to search",
+        ),
+        (
+            base.replace("index = [\"logs-*\"]", "index = [\"logs-*\", \"\"]"),
+            "x.toml:12:9: [rule].index: has an empty index pattern",
+        ),
+        (
+            base.replace("index = [\"logs-*\"]\n", ""),
+            "x.toml:4:1: [rule].index: is missing; list the index patterns to search (e.g. index = [\"logs-endpoint.events.process*\"])",
+        ),
+        (
+            base.replace("index = [\"logs-*\"]", "index = \"logs-*\""),
+            "x.toml:12:9: invalid type: string \"logs-*\", expected a sequence",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(expect_err(&text).to_string(), expected);
+    }
+}

@@ -168,6 +168,50 @@ pub enum IdLookup {
     Searched,
 }
 
+/// One document of an `_mget`, as [`EsClient::mget`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FetchedSource {
+    /// The full `_source`.
+    Found(Value),
+    /// The document exists but its `_source` cannot be parsed; why.
+    Unreadable(String),
+    /// The document (or its index) is gone.
+    Gone,
+}
+
+#[derive(serde::Deserialize)]
+struct MgetAnswer {
+    #[serde(default)]
+    docs: Vec<MgetDoc>,
+}
+
+#[derive(serde::Deserialize)]
+struct MgetDoc {
+    #[serde(default)]
+    found: bool,
+    #[serde(rename = "_source")]
+    source: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// Parses one `_source`. Elasticsearch stores and returns a lone UTF-16 surrogate escape
+/// (`"\ud800"`) that serde_json refuses; Lucene indexes it as U+FFFD (its UTF-16 to UTF-8
+/// conversion replaces unpaired surrogates), so the text is read with U+FFFD in its place:
+/// the value a keyword query and ES EQL's doc-value keys see.
+pub fn parse_source(raw: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let repaired = crate::event::replace_lone_surrogates(raw);
+            if repaired.len() != raw.len() || repaired != raw {
+                if let Ok(v) = serde_json::from_str::<Value>(&repaired) {
+                    return Ok(v);
+                }
+            }
+            Err(format!("_source cannot be read: {first}"))
+        }
+    }
+}
+
 /// A point in time being paged through. Close it with [`PitPager::close`] on every path.
 #[derive(Debug)]
 pub struct PitPager {
@@ -239,9 +283,9 @@ impl EsClient {
                 .map(|h| {
                     // Each `_source` is parsed on its own, so one document that cannot be read
                     // (nested beyond the JSON parser's depth limit, say) is one skipped event.
-                    let (source, source_error) = match h.source.map(serde_json::from_str::<Value>) {
+                    let (source, source_error) = match h.source.map(parse_source) {
                         Some(Ok(v)) => (v, None),
-                        Some(Err(e)) => (Value::Null, Some(unreadable_source(&e))),
+                        Some(Err(e)) => (Value::Null, Some(e)),
                         None => (Value::Null, Some(NO_SOURCE.to_owned())),
                     };
                     RawHit {
@@ -554,15 +598,18 @@ impl EsClient {
         Ok(found)
     }
 
-    /// Full `_source`s by (`_index`, `_id`), in the order asked; `None` where a document is gone.
-    pub async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<Option<Value>>, EsError> {
+    /// Full `_source`s by (`_index`, `_id`), in the order asked. Each `_source` is parsed on
+    /// its own, like a page's, so one document that cannot be read (nested beyond the JSON
+    /// parser's depth limit outside the fields the search read, say) is reported for that
+    /// document instead of failing the answer, and so every later run.
+    pub async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<FetchedSource>, EsError> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
         let operation = format!("POST _mget ({} documents)", docs.len());
         let body = json!({"docs": docs.iter().map(|(i, id)| json!({"_index": i, "_id": id})).collect::<Vec<_>>()});
-        let answer = self
-            .call_ok(
+        let reply = self
+            .call(
                 &operation,
                 Method::Post,
                 "/_mget",
@@ -570,16 +617,34 @@ impl EsClient {
                 Some(body.to_string()),
             )
             .await?;
-        let list = answer["docs"].as_array().cloned().unwrap_or_default();
-        if list.len() != docs.len() {
+        if !(200..300).contains(&reply.status) {
+            return Err(super::status_error(&operation, reply));
+        }
+        let answer: MgetAnswer =
+            serde_json::from_str(&reply.body).map_err(|err| EsError::Response {
+                operation: operation.clone(),
+                reason: format!("the answer is not the expected JSON: {err}"),
+            })?;
+        if answer.docs.len() != docs.len() {
             return Err(EsError::Response {
                 operation,
-                reason: format!("{} documents asked, {} answered", docs.len(), list.len()),
+                reason: format!(
+                    "{} documents asked, {} answered",
+                    docs.len(),
+                    answer.docs.len()
+                ),
             });
         }
-        Ok(list
+        Ok(answer
+            .docs
             .into_iter()
-            .map(|mut d| (d["found"] == json!(true)).then(|| d["_source"].take()))
+            .map(|d| match (d.found, d.source) {
+                (true, Some(raw)) => match parse_source(raw.get()) {
+                    Ok(v) => FetchedSource::Found(v),
+                    Err(e) => FetchedSource::Unreadable(e),
+                },
+                _ => FetchedSource::Gone,
+            })
             .collect())
     }
 
@@ -738,4 +803,38 @@ fn encode_id(id: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod surrogate_tests {
+    use super::*;
+
+    #[test]
+    fn lone_surrogates_read_as_the_replacement_character() {
+        assert_eq!(
+            parse_source(r#"{"a":"x\ud800y","b":"\udc00","c":["\ud800"]}"#),
+            Ok(json!({"a": "x\u{FFFD}y", "b": "\u{FFFD}", "c": ["\u{FFFD}"]}))
+        );
+        // A valid pair stays one character; an escaped backslash before `u` is no escape.
+        assert_eq!(
+            parse_source(r#"{"a":"\ud83d\ude00","b":"\\ud800","c":"\\\ud800"}"#),
+            Ok(json!({"a": "😀", "b": "\\ud800", "c": "\\\u{FFFD}"}))
+        );
+        // A high surrogate followed by another high surrogate: both are lone.
+        assert_eq!(
+            crate::event::replace_lone_surrogates(r#""\ud800\ud801""#),
+            r#""\uFFFD\uFFFD""#
+        );
+    }
+
+    #[test]
+    fn other_unreadable_sources_keep_serde_json_s_reason() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let err = parse_source(&deep).expect_err("too deep");
+        assert!(
+            err.starts_with("_source cannot be read: recursion limit exceeded"),
+            "{err}"
+        );
+        assert!(parse_source(r#"{"a":"\ud800"#).is_err(), "truncated");
+    }
 }

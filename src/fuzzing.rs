@@ -1,0 +1,692 @@
+//! The fuzz targets, as plain functions of bytes, shared by the coverage-guided `fuzz/` project
+//! (nightly, `scripts/fuzz`) and the stable smoke test `tests/fuzz_smoke.rs`: the EQL parser and
+//! rule loader, the evaluator on arbitrary JSON, the correlator on arbitrary hit streams and
+//! the alert builder. Pure: no I/O.
+//!
+//! Each target returns `Err` naming the broken invariant instead of panicking, so library code
+//! keeps its no-panic rule; the harnesses turn an `Err` into a crash. A panic inside the code
+//! under test is, of course, a finding too.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use chrono::DateTime;
+use serde_json::{json, Map, Number, Value};
+
+use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
+use crate::correlate::MatchError;
+use crate::engine::{sort_for_replay, CompiledRule, EngineOptions, Hit, BAD_EVENT_SAMPLES};
+use crate::eql::eval::{CompiledFilter, EvalOptions};
+use crate::eql::{self, ast, pushdown, SourceOrigin};
+use crate::event::{event_timestamp, field_values};
+use crate::rule::Rule;
+
+/// A fuzz target: bytes in, `Err(broken invariant)` out.
+pub type Target = fn(&[u8]) -> Result<(), String>;
+
+/// Every target by the name its `fuzz/fuzz_targets/<name>.rs` binary and its
+/// `fuzz/regressions/<name>/` directory carry.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("eql_parse", eql_parse),
+    ("eval_json", eval_json),
+    ("correlate_stream", correlate_stream),
+    ("alert_build", alert_build),
+];
+
+/// Reads structured choices from fuzz bytes; past the end every read is zero, so any input
+/// (the empty one too) decodes to something.
+#[derive(Debug, Clone)]
+pub struct ByteSource<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteSource<'a> {
+    /// Reads from `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        ByteSource { data, pos: 0 }
+    }
+
+    /// True when every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// The next byte, or 0 past the end.
+    pub fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let v = u16::from_le_bytes([self.byte(), self.byte()]);
+        usize::from(v) % n
+    }
+
+    /// One item of `items` (which must not be empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    /// Up to `max` raw bytes.
+    pub fn take(&mut self, max: usize) -> &'a [u8] {
+        let n = self.below(max + 1);
+        let start = self.pos.min(self.data.len());
+        let end = (start + n).min(self.data.len());
+        self.pos = start + n;
+        &self.data[start..end]
+    }
+
+    /// A signed 64-bit number from eight bytes.
+    pub fn i64(&mut self) -> i64 {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.byte();
+        }
+        i64::from_le_bytes(b)
+    }
+}
+
+/// Field names that the rules below read, and a few others, to be found often.
+const NAMES: &[&str] = &[
+    "@timestamp",
+    "process",
+    "name",
+    "args",
+    "entity_id",
+    "parent",
+    "host",
+    "id",
+    "os",
+    "type",
+    "event",
+    "action",
+    "category",
+    "sequence",
+    "process.name",
+    "host.id",
+    "host.os.type",
+    "process.parent.entity_id",
+    "event.type",
+    "source",
+    "ip",
+    "n",
+    "x",
+    "",
+    ".",
+    "a.",
+];
+
+/// String values the rules below compare against, timestamps in several spellings, and
+/// awkward text.
+const STRINGS: &[&str] = &[
+    "node",
+    "install",
+    "linux",
+    "start",
+    "exec",
+    "ProcessRollup2",
+    "process",
+    "end",
+    "sh",
+    "h1",
+    "h2",
+    "e1",
+    "e2",
+    "2026-11-18T06:13:20Z",
+    "2026-11-18T06:13:20.123456789+01:00",
+    "2026-11-18",
+    "1795000000000",
+    "-1",
+    "10.1.2.3",
+    "::1",
+    "",
+    " ",
+    "\u{0}",
+    "é",
+    "\u{FFFF}",
+    "a*b?",
+    "99999999999999999999",
+    "1e308",
+    "NaN",
+];
+
+/// A JSON value decoded from bytes (never fails); nesting up to `depth_left` levels.
+pub fn value_from_bytes(src: &mut ByteSource<'_>, depth_left: usize) -> Value {
+    let kind = src.byte() % if depth_left == 0 { 6 } else { 8 };
+    match kind {
+        0 => Value::Null,
+        1 => Value::Bool(src.byte() & 1 == 1),
+        2 => json!(src.i64() >> src.below(64)),
+        3 => Number::from_f64(f64::from_bits(src.i64() as u64))
+            .map(Value::Number)
+            .unwrap_or_else(|| json!(-0.0)),
+        4 => Value::String(src.pick(STRINGS).to_owned()),
+        5 => Value::String(String::from_utf8_lossy(src.take(24)).into_owned()),
+        6 => {
+            let n = src.below(5);
+            Value::Array(
+                (0..n)
+                    .map(|_| value_from_bytes(src, depth_left - 1))
+                    .collect(),
+            )
+        }
+        _ => {
+            let n = src.below(6);
+            let mut map = Map::new();
+            for _ in 0..n {
+                let key = if src.byte() < 224 {
+                    src.pick(NAMES).to_owned()
+                } else {
+                    String::from_utf8_lossy(src.take(8)).into_owned()
+                };
+                let v = value_from_bytes(src, depth_left - 1);
+                map.insert(key, v);
+            }
+            Value::Object(map)
+        }
+    }
+}
+
+/// The document a fuzz input stands for: the bytes as JSON when they are JSON, otherwise a
+/// value decoded from them.
+pub fn document_from_bytes(data: &[u8]) -> Value {
+    serde_json::from_slice(data)
+        .unwrap_or_else(|_| value_from_bytes(&mut ByteSource::new(data), 12))
+}
+
+/// Rule text around `query`, for loading through the TOML rule loader.
+fn rule_toml(query: &str) -> String {
+    format!(
+        "[rule]\nname = \"fuzz\"\nrule_id = \"fuzz\"\ndescription = \"fuzz\"\ntype = \"eql\"\n\
+         language = \"eql\"\nindex = [\"logs-*\"]\nfrom = \"now-9m\"\nrisk_score = 1\n\
+         severity = \"low\"\nquery = '''\n{query}'''\n"
+    )
+}
+
+/// True when `message` starts with `origin:line:column`.
+fn names_place(message: &str, origin: &str) -> bool {
+    let Some(rest) = message
+        .strip_prefix(origin)
+        .and_then(|r| r.strip_prefix(':'))
+    else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let line = parts.next().unwrap_or("");
+    let column = parts.next().unwrap_or("");
+    !line.is_empty()
+        && line.bytes().all(|b| b.is_ascii_digit())
+        && !column.is_empty()
+        && column.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// EQL text (or, when it looks like one, a whole rule TOML file) → parse → compile → push
+/// down. Invariants: error spans lie inside the text and render; every rule error names
+/// `file:line:column`; a rule that loads compiles in the engine and yields a fetch query.
+pub fn eql_parse(data: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(data);
+    if text.contains("[rule]") {
+        return load_rule(&text);
+    }
+    match eql::parse(&text) {
+        Err(err) => {
+            if err.span.start > err.span.end || err.span.end > text.len() {
+                return Err(format!(
+                    "error span {:?} outside the {}-byte query",
+                    err.span,
+                    text.len()
+                ));
+            }
+            let _ = err.render(&text, &SourceOrigin::default());
+        }
+        Ok(query) => compile_everywhere(&query)?,
+    }
+    // The same query inside a rule file: errors must point into the file.
+    if !text.contains("'''") && !text.contains('\r') {
+        load_rule(&rule_toml(&text))?;
+    }
+    Ok(())
+}
+
+fn load_rule(text: &str) -> Result<(), String> {
+    const ORIGIN: &str = "fuzz.toml";
+    match Rule::from_toml_str(text, ORIGIN) {
+        Err(err) => {
+            let message = err.to_string();
+            if !names_place(&message, ORIGIN) {
+                return Err(format!(
+                    "rule error does not name file:line:column: {message}"
+                ));
+            }
+            Ok(())
+        }
+        Ok(rule) => {
+            compile_everywhere(&rule.query)?;
+            // The engine may refuse a type error under ECS typing; it must not panic.
+            if let Ok(compiled) = CompiledRule::compile(&rule, EngineOptions::ecs_process()) {
+                let _ = compiled.fetch_query(&rule, "2026-11-18T06:13:20Z", "now");
+                let _ = compiled.sort();
+                let _ = compiled.correlator(1).finish();
+            }
+            Ok(())
+        }
+    }
+}
+
+fn compile_everywhere(query: &ast::Query) -> Result<(), String> {
+    let filters: Vec<&ast::EventFilter> = match query {
+        ast::Query::Event(f) => vec![f],
+        ast::Query::Sequence(s) => s
+            .stages
+            .iter()
+            .chain(s.until.iter())
+            .map(|st| &st.filter)
+            .collect(),
+    };
+    let ecs = EvalOptions {
+        field_types: EngineOptions::ecs_process().field_types,
+        ..EvalOptions::default()
+    };
+    for opts in [EvalOptions::default(), ecs] {
+        for f in &filters {
+            if let Ok(compiled) = CompiledFilter::compile(f, &opts) {
+                let _ = pushdown::filter_query(&compiled);
+                let _ = compiled.referenced_fields();
+                let _ = compiled.try_matches(&json!({}));
+            }
+        }
+        if let ast::Query::Sequence(s) = query {
+            let fetch = pushdown::FetchOptions {
+                eval: opts.clone(),
+                ..pushdown::FetchOptions::default()
+            };
+            let _ = pushdown::fetch_query(s, &fetch, "2026-11-18T06:13:20Z", "now");
+        }
+    }
+    Ok(())
+}
+
+/// Conditions in the style of the conformance suites: every function, operator and literal
+/// kind the evaluator knows, over fields [`value_from_bytes`] produces often.
+const EVAL_CONDITIONS: &[&str] = &[
+    "process.name == \"node\" and process.args == \"install\"",
+    "process.name : \"NODE\" or process.name like~ (\"no*\", \"?ode\")",
+    "process.name regex \"n.*e\" or process.name regex~ \"N[O]DE\"",
+    "startsWith(process.name, \"no\") and endsWith~(process.name, \"DE\")",
+    "stringContains(host.id, \"h\") or indexOf(host.id, \"1\", 0) == 1",
+    "length(process.name) > 2 and substring(process.name, 1, -1) == \"od\"",
+    "between(process.name, \"n\", \"e\") == \"od\"",
+    "cidrMatch(source.ip, \"10.0.0.0/8\", \"::1/128\")",
+    "string(n) == \"1\" and number(x) > 0",
+    "number(x, 16) == 255 or number(n) < -1.5",
+    "n + 1 > 2 or n * 2 / 3 % 4 == 1 or -n < 0",
+    "add(n, 1) == 2 or subtract(n, 1) == 0 or multiply(n, 2) == 4 or divide(n, 2) == 1 or modulo(n, 2) == 1",
+    "x in (\"a\", \"b\") or n in (1, 2.5) or x not in (\"c\")",
+    "x != null and not n == null",
+    "?missing.field == null",
+    "concat(x, n, \"z\") : \"*z\"",
+    "host.os.type == \"linux\" and event.type == \"start\" and event.action in (\"exec\", \"ProcessRollup2\")",
+    "`@timestamp` > 0 or @timestamp == \"2026-11-18T06:13:20Z\"",
+    "true",
+];
+
+fn eval_filters() -> &'static Vec<CompiledFilter> {
+    static FILTERS: OnceLock<Vec<CompiledFilter>> = OnceLock::new();
+    FILTERS.get_or_init(|| {
+        let ecs = EvalOptions {
+            field_types: EngineOptions::ecs_process().field_types,
+            ..EvalOptions::default()
+        };
+        let mut out = Vec::new();
+        for text in EVAL_CONDITIONS {
+            let query = format!("any where {text}");
+            if let Ok(ast::Query::Event(f)) = eql::parse(&query) {
+                for opts in [&EvalOptions::default(), &ecs] {
+                    if let Ok(c) = CompiledFilter::compile(&f, opts) {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        if let Ok(rule) = Rule::builtin() {
+            if let ast::Query::Sequence(s) = &rule.query {
+                for stage in &s.stages {
+                    if let Ok(c) = CompiledFilter::compile(&stage.filter, &ecs) {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// How many filters [`eval_json`] runs (two typings of each condition, plus the built-in
+/// rule's two stages), for the smoke test to check that none was refused.
+pub fn eval_filter_count() -> usize {
+    eval_filters().len()
+}
+
+/// How many conditions [`eval_json`] is built from.
+pub fn eval_condition_count() -> usize {
+    EVAL_CONDITIONS.len()
+}
+
+/// Every evaluator filter over an arbitrary document. Invariants: `matches` agrees with
+/// `try_matches`; field access and timestamp parsing return; the built-in rule's correlator
+/// takes the document as a hit.
+pub fn eval_json(data: &[u8]) -> Result<(), String> {
+    let doc = document_from_bytes(data);
+    for (i, filter) in eval_filters().iter().enumerate() {
+        let tried = filter.try_matches(&doc);
+        let plain = filter.matches(&doc);
+        if plain != tried.as_ref().is_ok_and(|b| *b) {
+            return Err(format!(
+                "filter {i}: matches() = {plain} but try_matches() = {tried:?}"
+            ));
+        }
+    }
+    let _ = event_timestamp(&doc, "@timestamp");
+    for path in ["process.name", "host.id", "@timestamp", "a", ""] {
+        let values = field_values(&doc, path);
+        let missing = values.is_missing();
+        if missing != (values.count() == 0) {
+            return Err(format!("field_values({path:?}).is_missing() disagrees"));
+        }
+    }
+    if let Some((_, rule)) = fuzz_rules().first() {
+        let mut c = rule.correlator(4);
+        let hit = Hit {
+            index: Arc::from("fuzz"),
+            id: Arc::from("1"),
+            source: doc,
+        };
+        c.push(&hit)
+            .map_err(|e| format!("one hit out of order: {e}"))?;
+        let stats = c.finish().stats;
+        if stats.hits != 1 || stats.bad_events + stats.candidates > 1 {
+            return Err(format!("one hit, stats {stats:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Sequence rules the correlator target runs: the built-in one, and shapes with `until`,
+/// a missing-event stage, `runs`, a tiebreaker and optional keys.
+const CORRELATE_RULES: &[(&str, Option<&str>)] = &[
+    (
+        "sequence by host.id with maxspan=2s \
+         [process where event.action == \"exec\" and process.name == \"node\"] by process.entity_id \
+         [process where process.parent.name == \"node\"] by process.parent.entity_id \
+         until [process where event.type == \"end\"] by process.entity_id",
+        None,
+    ),
+    (
+        "sequence by host.id with maxspan=3s \
+         [process where process.name == \"node\"] \
+         ![process where process.name == \"sh\"] \
+         [process where process.name == \"end\"]",
+        None,
+    ),
+    (
+        "sequence by ?host.id [process where process.name == \"node\"] by ?process.entity_id with runs=2 \
+         [process where true] by ?process.parent.entity_id",
+        Some("event.sequence"),
+    ),
+];
+
+fn fuzz_rules() -> &'static Vec<(Rule, CompiledRule)> {
+    static RULES: OnceLock<Vec<(Rule, CompiledRule)>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut rules: Vec<Rule> = Rule::builtin().into_iter().collect();
+        for (query, tiebreaker) in CORRELATE_RULES {
+            let mut text = rule_toml(query);
+            if let Some(t) = tiebreaker {
+                text.push_str(&format!("tiebreaker_field = \"{t}\"\n"));
+            }
+            if let Ok(rule) = Rule::from_toml_str(&text, "fuzz.toml") {
+                rules.push(rule);
+            }
+        }
+        for rule in rules {
+            for opts in [EngineOptions::ecs_process(), EngineOptions::default()] {
+                if let Ok(c) = CompiledRule::compile(&rule, opts) {
+                    out.push((rule.clone(), c));
+                }
+            }
+        }
+        out
+    })
+}
+
+/// How many compiled rules [`correlate_stream`] runs (the built-in and [`CORRELATE_RULES`],
+/// each typed two ways).
+pub fn correlate_rule_count() -> usize {
+    fuzz_rules().len()
+}
+
+/// One process event decoded from bytes: mostly well-formed and joinable (few hosts and
+/// entity ids, small time steps), sometimes with a field of the wrong shape.
+fn process_event(src: &mut ByteSource<'_>, ts_ms: i64) -> Value {
+    let hosts = ["h1", "h2"];
+    let entities = ["e1", "e2", "e3"];
+    let names = ["node", "sh", "end"];
+    let mut doc = json!({
+        "@timestamp": DateTime::from_timestamp_millis(ts_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+        "event": {"category": ["process"], "type": [src.pick(&["start", "end"])],
+                  "action": src.pick(&["exec", "ProcessRollup2", "fork"]), "sequence": src.below(4)},
+        "host": {"id": src.pick(&hosts), "os": {"type": "linux"}},
+        "process": {"name": src.pick(&names), "args": ["node", src.pick(&["install", "ci"])],
+                    "entity_id": src.pick(&entities),
+                    "parent": {"name": src.pick(&names), "entity_id": src.pick(&entities)}},
+    });
+    // One byte in eight replaces a field with an arbitrary value (wrong type, array, object).
+    if src.byte() < 32 {
+        let path = src.pick(&[
+            "@timestamp",
+            "host.id",
+            "process.name",
+            "process.entity_id",
+            "process.parent.entity_id",
+            "event.sequence",
+        ]);
+        let v = value_from_bytes(src, 3);
+        let mut node = &mut doc;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                node[*p] = v;
+                break;
+            }
+            node = &mut node[*p];
+        }
+    }
+    doc
+}
+
+/// A stream of process events through every correlation rule, sorted as a replay sorts them.
+/// Invariants: sorted hits never arrive out of order; every hit is counted once; detections
+/// respect the cap, the stage count, event order and `maxspan`; the bad-event sample list is
+/// bounded and never exceeds the count.
+pub fn correlate_stream(data: &[u8]) -> Result<(), String> {
+    let mut src = ByteSource::new(data);
+    let cap = 1 + src.below(6);
+    let mut ts = 1_795_000_000_000i64;
+    let mut hits = Vec::new();
+    while !src.is_empty() && hits.len() < 256 {
+        ts += match src.byte() % 8 {
+            0 => 0,
+            1..=5 => i64::from(src.byte()) * 10,
+            6 => 1_999 + i64::from(src.byte() % 3),
+            _ => 3_000,
+        };
+        let source = process_event(&mut src, ts);
+        hits.push(Hit {
+            index: Arc::from(if src.byte() & 1 == 0 { "a" } else { "b" }),
+            id: Arc::from(hits.len().to_string()),
+            source,
+        });
+    }
+    'rules: for (rule, compiled) in fuzz_rules() {
+        let mut sorted = hits.clone();
+        sort_for_replay(compiled, &mut sorted);
+        let mut c = compiled.correlator(cap);
+        for h in &sorted {
+            match c.push(h) {
+                Ok(()) => {}
+                // Refused as ES refuses it (`Comparable.compareTo` across types): not a bug.
+                Err(e) if matches!(e.match_error(), MatchError::MixedTieBreakerTypes { .. }) => {
+                    continue 'rules
+                }
+                Err(e) => return Err(format!("rule {:?}: sorted hits refused: {e}", rule.name)),
+            }
+        }
+        let found = c.finish();
+        let s = &found.stats;
+        if s.hits != hits.len() as u64 {
+            return Err(format!("{} hits pushed, {} counted", hits.len(), s.hits));
+        }
+        if s.bad_event_samples.len() > BAD_EVENT_SAMPLES
+            || s.bad_event_samples.len() as u64 > s.bad_events
+            || s.candidates + s.bad_events > s.hits
+        {
+            return Err(format!("inconsistent stats {s:?}"));
+        }
+        if found.detections.len() > cap {
+            return Err(format!(
+                "{} detections over the cap {cap}",
+                found.detections.len()
+            ));
+        }
+        let ast::Query::Sequence(seq) = &rule.query else {
+            continue;
+        };
+        let stages = seq.stages.len();
+        for d in &found.detections {
+            if d.events.len() != stages {
+                return Err(format!(
+                    "detection with {} events for {stages} stages",
+                    d.events.len()
+                ));
+            }
+            let times: Vec<i64> = d.present_events().map(|e| e.timestamp_ns).collect();
+            if times.windows(2).any(|w| w[0] > w[1]) {
+                return Err(format!("detection events out of time order: {times:?}"));
+            }
+            if let (Some(max), Some(first), Some(last)) =
+                (seq.maxspan_ms, times.first(), times.last())
+            {
+                if (last - first) / 1_000_000 > max as i64 {
+                    return Err(format!(
+                        "detection spans {} ms, maxspan {max} ms",
+                        (last - first) / 1_000_000
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rule description alerts are built for: the built-in rule's, as the job prepares it.
+fn alert_rule_info() -> RuleInfo {
+    RuleInfo {
+        uuid: "6f1c3c1e-8a4b-4f0e-9d7a-0e5b2c9a1f00".into(),
+        rule_id: "0871a5d8-6b5f-4a12-a568-fd7bc05bd8db".into(),
+        name: "Node.js Pre or Post-Install Script Execution".into(),
+        description: "fuzz".into(),
+        severity: "medium".into(),
+        risk_score: 47,
+        version: 2,
+        from: "now-9m".into(),
+        interval: "5m".into(),
+        max_signals: 100,
+        index: vec!["logs-endpoint.events.process*".into()],
+        query: "sequence".into(),
+        tags: vec!["a".into()],
+        references: Vec::new(),
+        author: vec!["Elastic".into()],
+        license: "Elastic License v2".into(),
+        threat: json!([]),
+        false_positives: Vec::new(),
+        timestamp_override: None,
+        tiebreaker_field: None,
+        event_category_override: None,
+    }
+}
+
+/// `alert::build_sequence_alerts` on arbitrary sources, ids and index names. Invariants:
+/// nothing, or one shell plus one building block per event; ids are the documented hashes,
+/// 64 hex digits, unique, equal to `kibana.alert.uuid`; every document survives a JSON round
+/// trip.
+pub fn alert_build(data: &[u8]) -> Result<(), String> {
+    let mut src = ByteSource::new(data);
+    let n = src.below(5);
+    let mut owned = Vec::with_capacity(n);
+    for _ in 0..n {
+        let index = String::from_utf8_lossy(src.take(12)).into_owned();
+        let id = String::from_utf8_lossy(src.take(12)).into_owned();
+        let source = value_from_bytes(&mut src, 6);
+        owned.push((index, id, source));
+    }
+    let events: Vec<SourceEvent<'_>> = owned
+        .iter()
+        .map(|(index, id, source)| SourceEvent { index, id, source })
+        .collect();
+    let rule = alert_rule_info();
+    let now = DateTime::from_timestamp_millis(1_795_000_000_000 + src.i64() % 1_000_000_000)
+        .unwrap_or_default();
+    let run = RunInfo {
+        now,
+        space_id: "default",
+        execution_uuid: "run",
+        producer_version: "fuzz",
+    };
+    let docs = alert::build_sequence_alerts(&rule, &run, &events);
+    if docs.is_empty() {
+        return Ok(());
+    }
+    if docs.len() != events.len() + 1 {
+        return Err(format!(
+            "{} events gave {} alerts",
+            events.len(),
+            docs.len()
+        ));
+    }
+    let mut expected = vec![alert::shell_id(&rule.uuid, &events)];
+    expected.extend(alert::building_block_ids(&rule.uuid, &events));
+    let mut seen = HashSet::new();
+    for (i, (doc, want)) in docs.iter().zip(&expected).enumerate() {
+        if &doc.id != want {
+            return Err(format!("alert {i} has id {}, expected {want}", doc.id));
+        }
+        if doc.id.len() != 64 || !doc.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("alert id {:?} is not 64 hex digits", doc.id));
+        }
+        if !seen.insert(doc.id.clone()) {
+            return Err(format!("alert id {} appears twice", doc.id));
+        }
+        if doc.source.get("kibana.alert.uuid") != Some(&json!(doc.id)) {
+            return Err(format!("alert {i}: kibana.alert.uuid differs from its id"));
+        }
+        if doc.is_building_block() != (i > 0) {
+            return Err(format!("alert {i}: building-block flag is wrong"));
+        }
+        let text = serde_json::to_string(&doc.source).map_err(|e| e.to_string())?;
+        let back: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("alert {i} does not round-trip through JSON: {e}"))?;
+        if back != doc.source {
+            return Err(format!("alert {i} changes in a JSON round trip"));
+        }
+    }
+    Ok(())
+}

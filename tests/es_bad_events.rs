@@ -1,0 +1,617 @@
+//! Bad events against a real Elasticsearch (run by `scripts/test` against each pinned major
+//! version): documents of every odd shape are stored in indices that match the rule's patterns
+//! (with test-only index templates where the normal mapping would refuse them), mixed with
+//! planted sequences, and one run of the job must succeed, write the sequences' alerts, and
+//! count and name every event it cannot read. Where Elasticsearch EQL reads an odd event
+//! without trouble, seqwatch must too (and alert); where ES EQL would fail the whole query,
+//! seqwatch skips only the event; each test says which, with the ES source file.
+//! Without a node each test prints "skipped: ..." (and fails when CI=true).
+
+mod common;
+#[allow(dead_code)]
+#[path = "es_job/fixture.rs"]
+mod fixture;
+
+use std::collections::BTreeSet;
+use std::io::{Read as _, Write as _};
+
+use secrecy::ExposeSecret as _;
+use serde_json::{json, Value};
+
+use seqwatch::engine::BAD_EVENT_SAMPLES;
+use seqwatch::es::EsAuth;
+use seqwatch::state::{RunDoc, RunStatus};
+
+use fixture::{
+    at_ms, expected_shells, install_sequence, minutes, run_at, JobFixture, ProcessStart, Sensor,
+    TruthEvent, TruthSequence,
+};
+
+/// 2026-11-18T06:13:20Z plus an hour: every planted event lies a few seconds after it.
+const T: i64 = 1_795_000_000_000 + 3_600_000;
+
+fn iso(ms: i64) -> String {
+    at_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Sends `body` as raw text to `PUT /<index>/_doc/<id>?refresh=true`. A `serde_json::Value`
+/// cannot hold what some tests store (a lone UTF-16 surrogate escape), and the client only
+/// sends values, so this is a minimal HTTP/1.1 request of its own.
+fn put_raw(index: &str, id: &str, body: &str) {
+    let url = common::es_url();
+    let authority = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("raw writes need a plain http:// test node, not {url}"))
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).expect("connecting to the node");
+    let auth = match common::es_auth() {
+        Some(EsAuth::Basic { username, password }) => format!(
+            "Authorization: Basic {}\r\n",
+            base64(format!("{username}:{}", password.expose_secret()).as_bytes())
+        ),
+        Some(_) => panic!("raw writes support basic auth only"),
+        None => String::new(),
+    };
+    let request = format!(
+        "PUT /{index}/_doc/{id}?refresh=true HTTP/1.1\r\nHost: {authority}\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("sending the document");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("reading the answer");
+    let status = reply.split(' ').nth(1).unwrap_or("");
+    assert!(
+        status == "201" || status == "200",
+        "storing {index}/{id} failed: {}",
+        reply.lines().last().unwrap_or("")
+    );
+}
+
+/// Installs a test-only index template (priority above the source templates' 150) so the
+/// node stores, for `pattern`, what the normal mapping would refuse or index differently.
+async fn template(fx: &JobFixture, name: &str, pattern: &str, mappings: Value) {
+    fx.es
+        .put_index_template(
+            name,
+            &json!({
+                "index_patterns": [pattern],
+                "priority": 500,
+                "template": {
+                    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}},
+                    "mappings": mappings,
+                }
+            }),
+        )
+        .await
+        .expect("installing a test template");
+}
+
+/// The mapping of the rule's fields as Elastic Defend maps them, with `overrides` merged in.
+fn rule_fields_mapping(overrides: Value) -> Value {
+    let kw = json!({"type": "keyword", "ignore_above": 1024});
+    let mut m = json!({
+        "dynamic": false,
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "event": {"properties": {"action": kw, "type": kw, "category": kw}},
+            "host": {"properties": {"id": kw, "os": {"properties": {"type": kw}}}},
+            "process": {"properties": {"name": kw, "args": kw, "entity_id": kw,
+                        "parent": {"properties": {"name": kw, "entity_id": kw}}}},
+        }
+    });
+    if let (Some(base), Some(extra)) = (m["properties"].as_object_mut(), overrides.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    m
+}
+
+/// A Defend `exec` of `name` with `args` on `host`, as JSON text with `patch` applied.
+fn event_text(
+    ts_ms: i64,
+    host: &str,
+    name: &str,
+    args: &[&str],
+    entity: &str,
+    parent: (&str, &str),
+    patch: impl FnOnce(&mut Value),
+) -> String {
+    let mut v = ProcessStart {
+        sensor: Sensor::Defend,
+        ts_ms,
+        host,
+        name,
+        args,
+        entity_id: entity,
+        parent_name: Some(parent.0),
+        parent_entity_id: parent.1,
+    }
+    .source();
+    patch(&mut v);
+    v.to_string()
+}
+
+fn truth(events: &[(&str, &str, i64)]) -> TruthSequence {
+    TruthSequence {
+        sensor: Sensor::Defend,
+        events: events
+            .iter()
+            .map(|(index, id, ts_ms)| TruthEvent {
+                index: (*index).to_owned(),
+                id: (*id).to_owned(),
+                ts_ms: *ts_ms,
+            })
+            .collect(),
+    }
+}
+
+fn named(run: &RunDoc) -> BTreeSet<(String, String, String)> {
+    run.bad_events
+        .iter()
+        .map(|b| (b.index.clone(), b.id.clone(), b.reason.clone()))
+        .collect()
+}
+
+/// One run over every kind of odd event.
+///
+/// Read like Elasticsearch EQL reads them, so alerted:
+/// - a number where a keyword belongs (`process.name: 7`, `process.entity_id: 4242` joined
+///   with `"4242"`): `KeywordFieldMapper` indexes the number's text, and ES EQL's keys come
+///   from keyword doc values;
+/// - arrays where scalars belong (`host.id: [a, b]`): a multi-valued key joins on each value
+///   (the cartesian expansion of `extractJoinKeys` in
+///   `x-pack/plugin/eql/src/main/java/org/elasticsearch/xpack/eql/execution/sequence/TumblingWindow.java`);
+/// - `process.args` with 100,000 entries;
+/// - a timestamp as epoch milliseconds (a JSON number): the `date` default format accepts it;
+/// - lone surrogates (`\ud800`): ES stores the text; Lucene indexes U+FFFD in its place, so
+///   `host.id: "h\ud800"` joins `host.id: "h\ufffd"` in ES, and seqwatch reads `_source` the
+///   same way. A lone surrogate outside the fields the search reads must not break fetching
+///   the full event for the alert.
+///
+/// Counted and named as bad events (ES EQL would fail the whole query on each, seqwatch skips
+/// only the event):
+/// - a join key holding an object (`host.id: {...}`, stored through an index that maps
+///   `host.id` as an object): "Cannot use field [host.id] due to ambiguities being mapped as
+///   [2] incompatible types" (`handleSpecialFields`,
+///   `x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/analyzer/AnalyzerRules.java`);
+/// - a multi-valued `@timestamp`: "Arrays (returned by [@timestamp]) are not supported"
+///   (`unwrapMultiValue`,
+///   `x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/execution/search/extractor/AbstractFieldHitExtractor.java`).
+///
+/// Counted where seqwatch must differ from ES: nesting deeper than serde_json's limit of 128.
+/// ES stores and indexes it (its parser allows far more), so ES EQL would use the event;
+/// seqwatch cannot decode the `_source` and skips the event, named.
+///
+/// Never fetched, in ES EQL as here: a missing, unparsable or boolean `@timestamp` (stored
+/// through `ignore_malformed`). Kibana's request carries a range filter on the timestamp
+/// (`build_eql_search_request.ts`), as seqwatch's search does, so no such document reaches
+/// either matcher; they are not in any window, so no run can count them.
+#[tokio::test]
+async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts() {
+    let Some(fx) = JobFixture::new("bad-events").await else {
+        return;
+    };
+    let defend = fx.defend.clone();
+    let objects = format!("{}-objects", fx.defend);
+    let lenient = format!("{}-lenient", fx.defend);
+    template(
+        &fx,
+        &format!("{}-objects", fx.name),
+        &format!("{objects}*"),
+        rule_fields_mapping(json!({"host": {"properties": {
+            "id": {"type": "object", "dynamic": true},
+            "os": {"properties": {"type": {"type": "keyword"}}}}}})),
+    )
+    .await;
+    template(
+        &fx,
+        &format!("{}-lenient", fx.name),
+        &format!("{lenient}*"),
+        rule_fields_mapping(json!({"@timestamp": {"type": "date", "ignore_malformed": true}})),
+    )
+    .await;
+
+    // A plain sequence, loaded through the client.
+    let (docs, good) = install_sequence(&fx, Sensor::Defend, "good", "host-good", T, T + 2_000);
+    fx.load(&docs).await;
+    let mut expected = vec![good];
+
+    let npm = |ts, host: &str, entity: &str, patch: &dyn Fn(&mut Value)| {
+        event_text(
+            ts,
+            host,
+            "node",
+            &["node", "/usr/bin/npm", "install"],
+            entity,
+            ("bash", "b0"),
+            |v| patch(v),
+        )
+    };
+    let child = |ts, host: &str, parent: &str, patch: &dyn Fn(&mut Value)| {
+        event_text(
+            ts,
+            host,
+            "sh",
+            &["sh", "-c", "node x.js"],
+            &format!("sh-{parent}"),
+            ("node", parent),
+            |v| patch(v),
+        )
+    };
+    let none = |_: &mut Value| {};
+
+    // Numbers where keywords belong: ES indexes their text.
+    put_raw(
+        &defend,
+        "num-npm",
+        &npm(T + 100, "host-num", "x", &|v| {
+            v["process"]["entity_id"] = json!(4242)
+        }),
+    );
+    put_raw(
+        &defend,
+        "num-sh",
+        &child(T + 900, "host-num", "4242", &|v| {
+            v["process"]["name"] = json!(7)
+        }),
+    );
+    expected.push(truth(&[
+        (&defend, "num-npm", T + 100),
+        (&defend, "num-sh", T + 900),
+    ]));
+    // Arrays where scalars belong: a multi-valued key joins on each of its values.
+    put_raw(
+        &defend,
+        "arr-npm",
+        &npm(T + 200, "x", "arr-e", &|v| {
+            v["host"]["id"] = json!(["host-arr-1", "host-arr-2"])
+        }),
+    );
+    put_raw(
+        &defend,
+        "arr-sh",
+        &child(T + 1_200, "host-arr-2", "arr-e", &none),
+    );
+    expected.push(truth(&[
+        (&defend, "arr-npm", T + 200),
+        (&defend, "arr-sh", T + 1_200),
+    ]));
+    // A huge array.
+    put_raw(
+        &defend,
+        "huge-npm",
+        &npm(T + 300, "host-huge", "huge-e", &|v| {
+            let mut args: Vec<Value> = (0..100_000).map(|i| json!(format!("a{i}"))).collect();
+            args.push(json!("install"));
+            v["process"]["args"] = Value::Array(args);
+        }),
+    );
+    put_raw(
+        &defend,
+        "huge-sh",
+        &child(T + 1_300, "host-huge", "huge-e", &none),
+    );
+    expected.push(truth(&[
+        (&defend, "huge-npm", T + 300),
+        (&defend, "huge-sh", T + 1_300),
+    ]));
+    // A timestamp of another JSON type that the date format accepts.
+    put_raw(
+        &defend,
+        "epoch-npm",
+        &npm(T + 400, "host-epoch", "epoch-e", &none),
+    );
+    put_raw(
+        &defend,
+        "epoch-sh",
+        &child(T + 1_400, "host-epoch", "epoch-e", &|v| {
+            v["@timestamp"] = json!(T + 1_400)
+        }),
+    );
+    expected.push(truth(&[
+        (&defend, "epoch-npm", T + 400),
+        (&defend, "epoch-sh", T + 1_400),
+    ]));
+    // Lone surrogates: in a join key (U+FFFD on both sides, as Lucene indexes it) and in a
+    // field only the alert reads.
+    let sur_npm =
+        npm(T + 500, "host-sur-PLACEHOLDER", "sur-e", &none).replace("PLACEHOLDER", "\\ud800");
+    let sur_sh = child(T + 1_500, "host-sur-\u{FFFD}", "sur-e", &|v| {
+        v["process"]["command_line"] = json!("PLACEHOLDER")
+    })
+    .replace("\"PLACEHOLDER\"", "\"sh -c \\udc00 x\"");
+    put_raw(&defend, "sur-npm", &sur_npm);
+    put_raw(&defend, "sur-sh", &sur_sh);
+    expected.push(truth(&[
+        (&defend, "sur-npm", T + 500),
+        (&defend, "sur-sh", T + 1_500),
+    ]));
+
+    // Nesting beyond serde_json's limit outside the fields the search reads: the sequence
+    // stands; only the alert's copy of the event is cut down to its time, with a warning.
+    let mut deep_elsewhere = json!("x");
+    for _ in 0..150 {
+        deep_elsewhere = json!([deep_elsewhere]);
+    }
+    put_raw(
+        &defend,
+        "full-npm",
+        &npm(T + 550, "host-full", "full-e", &none),
+    );
+    put_raw(
+        &defend,
+        "full-sh",
+        &child(T + 1_550, "host-full", "full-e", &|v| {
+            v["user"]["custom"] = deep_elsewhere.clone()
+        }),
+    );
+    expected.push(truth(&[
+        (&defend, "full-npm", T + 550),
+        (&defend, "full-sh", T + 1_550),
+    ]));
+
+    // Bad: an object where the join key's value belongs.
+    put_raw(
+        &objects,
+        "object-key",
+        &npm(T + 600, "x", "obj-e", &|v| {
+            v["host"]["id"] = json!({"name": "host-good"})
+        }),
+    );
+    // Bad: two timestamps.
+    put_raw(
+        &defend,
+        "two-times",
+        &npm(T + 700, "host-two", "two-e", &|v| {
+            v["@timestamp"] = json!([iso(T + 700), iso(T + 800)]);
+        }),
+    );
+    // Bad for seqwatch only: nesting beyond serde_json's limit, in a field the search reads.
+    let mut deep = json!(["node", "/usr/bin/npm", "install"]);
+    for _ in 0..150 {
+        deep = json!([deep]);
+    }
+    put_raw(
+        &defend,
+        "deep",
+        &npm(T + 800, "host-deep", "deep-e", &|v| {
+            v["process"]["args"] = deep.clone()
+        }),
+    );
+    // Never fetched, here as in ES EQL: no usable timestamp.
+    for (id, ts) in [
+        ("no-time", None),
+        ("bad-time", Some(json!("yesterday"))),
+        ("bool-time", Some(json!(true))),
+    ] {
+        put_raw(
+            &lenient,
+            id,
+            &npm(T + 900, "host-lenient", "len-e", &|v| match &ts {
+                None => {
+                    v.as_object_mut().map(|o| o.remove("@timestamp"));
+                }
+                Some(t) => v["@timestamp"] = t.clone(),
+            }),
+        );
+    }
+    let stored = fx
+        .es
+        .count(&lenient, &json!({"match_all": {}}))
+        .await
+        .expect("counting");
+    assert_eq!(
+        stored, 3,
+        "the node keeps documents without a usable timestamp"
+    );
+
+    let config = fx.config();
+    let rule = fx.rule(&config);
+    let ctx = fx.ctx(&config, "bad-events");
+    let run = run_at(&ctx, &rule, at_ms(T + minutes(1))).await;
+
+    assert_eq!(run.error, None, "{run:#?}");
+    assert_eq!(
+        run.status,
+        RunStatus::PartialFailure,
+        "bad events are a warning: {run:#?}"
+    );
+    let deep_reason = run
+        .bad_events
+        .iter()
+        .find(|b| b.id == "deep")
+        .map(|b| b.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        deep_reason.starts_with("_source cannot be read: recursion limit exceeded"),
+        "{deep_reason}"
+    );
+    let want: BTreeSet<(String, String, String)> = [
+        (
+            objects.clone(),
+            "object-key",
+            "join key host.id holds an object; a key must be a value".to_owned(),
+        ),
+        (
+            defend.clone(),
+            "two-times",
+            "timestamp field `@timestamp` has 2 values; exactly one is required".to_owned(),
+        ),
+        (defend.clone(), "deep", deep_reason.clone()),
+    ]
+    .into_iter()
+    .map(|(i, id, r)| (i, id.to_owned(), r))
+    .collect();
+    assert_eq!(named(&run), want);
+    assert_eq!(run.counts.bad_events, 3);
+    assert!(
+        run.warnings
+            .iter()
+            .any(|w| w.starts_with("3 events could not be read")),
+        "{:?}",
+        run.warnings
+    );
+    // Only the deep event is cut down; the lone surrogate outside the searched fields is read.
+    let cut: Vec<&String> = run
+        .warnings
+        .iter()
+        .filter(|w| w.contains("could not be read in full"))
+        .collect();
+    assert_eq!(cut.len(), 1, "{:?}", run.warnings);
+    assert!(
+        cut[0].starts_with(&format!("event {defend}/full-sh of a new sequence")),
+        "{}",
+        cut[0]
+    );
+
+    let window = fixture::at_ms(T + minutes(1) - minutes(9));
+    let w = seqwatch::window::Window {
+        from: window,
+        to: at_ms(T + minutes(1)),
+    };
+    let shells = expected_shells(&expected, &w);
+    assert_eq!(shells.len(), 7);
+    assert_eq!(fx.shells_in(&fx.alerts).await, shells);
+    assert_eq!(run.counts.alerts_created, 7);
+    assert_eq!(run.counts.sequences, 7);
+    let alerts = fx.alerts_in(&fx.alerts).await;
+    let cut_block = alerts
+        .values()
+        .find(|a| a["kibana.alert.ancestors"][0]["id"] == json!("full-sh"))
+        .expect("the cut-down event still has its building block");
+    assert_eq!(
+        cut_block["kibana.alert.original_time"],
+        json!(iso(T + 1_550))
+    );
+
+    // The stored run document says the same.
+    let docs = fx.run_docs(&fx.state).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(named(&docs[0]), named(&run));
+    assert_eq!(docs[0].counts.bad_events, 3);
+}
+
+/// The run document names at most [`BAD_EVENT_SAMPLES`] bad events, and counts all of them.
+#[tokio::test]
+async fn the_sample_of_bad_events_is_bounded_and_the_count_exact() {
+    let Some(fx) = JobFixture::new("bad-events-cap").await else {
+        return;
+    };
+    let (docs, good) = install_sequence(&fx, Sensor::Defend, "good", "host-good", T, T + 2_000);
+    fx.load(&docs).await;
+    let bad = BAD_EVENT_SAMPLES + 7;
+    let mut deep = json!(["install"]);
+    for _ in 0..140 {
+        deep = json!([deep]);
+    }
+    let text = event_text(
+        T + 500,
+        "host-deep",
+        "node",
+        &["node"],
+        "deep-e",
+        ("bash", "b0"),
+        |v| v["process"]["args"] = deep.clone(),
+    );
+    for i in 0..bad {
+        put_raw(&fx.defend, &format!("deep-{i:02}"), &text);
+    }
+    let config = fx.config();
+    let rule = fx.rule(&config);
+    let ctx = fx.ctx(&config, "bad-events-cap");
+    let run = run_at(&ctx, &rule, at_ms(T + minutes(1))).await;
+    assert_eq!(run.error, None, "{run:#?}");
+    assert_eq!(run.counts.bad_events, bad as u64);
+    assert_eq!(run.bad_events.len(), BAD_EVENT_SAMPLES);
+    assert!(run
+        .bad_events
+        .iter()
+        .all(|b| b.id.starts_with("deep-") && b.index == fx.defend));
+    assert_eq!(
+        fx.shells_in(&fx.alerts).await,
+        BTreeSet::from([good.shell_id()])
+    );
+    let stored = fx.run_docs(&fx.state).await;
+    assert_eq!(stored[0].bad_events.len(), BAD_EVENT_SAMPLES);
+    assert_eq!(stored[0].counts.bad_events, bad as u64);
+}
+
+/// The same document (same `_id`, same content) in both index patterns is two events, as in
+/// ES: two hits that differ by `_index` (alert ids hash it, so nothing collapses them). Both
+/// copies of the parent wait for a child with the same key; the first child takes the latest
+/// of them and discards the older (`trimBefore`,
+/// `x-pack/plugin/eql/src/main/java/org/elasticsearch/xpack/eql/execution/sequence/OrdinalGroup.java`),
+/// and the second child then finds nothing waiting. So one sequence, whose parent and child
+/// come from different indices (equal timestamps are ordered by `_shard_doc`, index by index).
+#[tokio::test]
+async fn the_same_document_in_both_patterns_is_two_events_and_one_sequence() {
+    let Some(fx) = JobFixture::new("bad-events-twice").await else {
+        return;
+    };
+    let (docs, _) = install_sequence(&fx, Sensor::Defend, "twice", "host-twice", T, T + 2_000);
+    let mut copies = docs.clone();
+    for d in &docs {
+        copies.push(seqwatch::es::BulkCreate::new(
+            fx.crowdstrike.clone(),
+            d.id.clone(),
+            d.document.clone(),
+        ));
+    }
+    fx.load(&copies).await;
+    let config = fx.config();
+    let rule = fx.rule(&config);
+    let ctx = fx.ctx(&config, "bad-events-twice");
+    let run = run_at(&ctx, &rule, at_ms(T + minutes(1))).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(run.counts.candidates, 4, "each copy is an event");
+    assert_eq!(run.counts.sequences, 1);
+    assert_eq!(run.counts.alerts_created, 1);
+    let alerts = fx.alerts_in(&fx.alerts).await;
+    let mut blocks: Vec<(u64, String, String)> = alerts
+        .values()
+        .filter_map(|a| {
+            let stage = a.get("kibana.alert.group.index")?.as_u64()?;
+            let ancestor = &a["kibana.alert.ancestors"][0];
+            Some((
+                stage,
+                ancestor["index"].as_str()?.to_owned(),
+                ancestor["id"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    assert_eq!(blocks[0].2, "twice-npm");
+    assert_eq!(blocks[1].2, "twice-sh");
+    assert_ne!(
+        blocks[0].1, blocks[1].1,
+        "parent and child come from different copies: {blocks:?}"
+    );
+}
