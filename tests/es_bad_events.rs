@@ -13,7 +13,7 @@ mod common;
 mod fixture;
 
 use std::collections::BTreeSet;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
@@ -34,62 +34,63 @@ fn iso(ms: i64) -> String {
     at_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Sends `body` as raw text to `PUT /<index>/_doc/<id>?refresh=true`. A `serde_json::Value`
 /// cannot hold what some tests store (a lone UTF-16 surrogate escape), and the client only
-/// sends values, so this is a minimal HTTP/1.1 request of its own.
+/// sends values, so this goes through `curl` (TLS with the test node's CA when it has one).
+/// The credentials reach curl on its standard input, never on its command line.
 fn put_raw(index: &str, id: &str, body: &str) {
     let url = common::es_url();
-    let authority = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("raw writes need a plain http:// test node, not {url}"))
-        .trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(authority).expect("connecting to the node");
-    let auth = match common::es_auth() {
-        Some(EsAuth::Basic { username, password }) => format!(
-            "Authorization: Basic {}\r\n",
-            base64(format!("{username}:{}", password.expose_secret()).as_bytes())
-        ),
+    let mut body_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    body_file
+        .write_all(body.as_bytes())
+        .expect("writing the document");
+    let mut config = String::new();
+    match common::es_auth() {
+        Some(EsAuth::Basic { username, password }) => {
+            config.push_str(&format!(
+                "user = \"{username}:{}\"\n",
+                password.expose_secret()
+            ));
+        }
         Some(_) => panic!("raw writes support basic auth only"),
-        None => String::new(),
-    };
-    let request = format!(
-        "PUT /{index}/_doc/{id}?refresh=true HTTP/1.1\r\nHost: {authority}\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .expect("sending the document");
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .expect("reading the answer");
-    let status = reply.split(' ').nth(1).unwrap_or("");
+        None => {}
+    }
+    let mut curl = std::process::Command::new("curl");
+    curl.args([
+        "-sS",
+        "-K",
+        "-",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+    ])
+    .arg("--data-binary")
+    .arg(format!("@{}", body_file.path().display()))
+    .args(["-o", "/dev/null", "-w", "%{http_code}"]);
+    if let Some(ca) = common::es_ca_file() {
+        curl.arg("--cacert").arg(ca);
+    }
+    curl.arg(format!(
+        "{}/{index}/_doc/{id}?refresh=true",
+        url.trim_end_matches('/')
+    ));
+    let mut child = curl
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running curl");
+    child
+        .stdin
+        .take()
+        .expect("curl's stdin")
+        .write_all(config.as_bytes())
+        .expect("passing curl its configuration");
+    let out = child.wait_with_output().expect("curl finished");
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        status == "201" || status == "200",
-        "storing {index}/{id} failed: {}",
-        reply.lines().last().unwrap_or("")
+        out.status.success() && (status == "201" || status == "200"),
+        "storing {index}/{id} failed: HTTP {status}"
     );
 }
 

@@ -363,6 +363,9 @@ async fn scheduled_daemon_runs_keep_descriptors_and_memory_flat() {
         let user = std::env::var("SEQWATCH_TEST_ES_USER").unwrap_or_else(|_| "elastic".into());
         es_section.push_str(&format!("username = {user:?}\npassword_file = {file:?}\n"));
     }
+    if let Some(ca) = common::es_ca_file() {
+        es_section.push_str(&format!("ca_file = {ca:?}\n"));
+    }
     let config = format!(
         "{es_section}[rules]\npaths = [{:?}]\n[rules.uuids]\n\"0871a5d8-6b5f-4a12-a568-fd7bc05bd8db\" = {:?}\n\
          [schedule]\ninterval = \"1s\"\ncron = \"*/1 * * * * *\"\nlookback = \"30s\"\n\
@@ -448,7 +451,12 @@ async fn scheduled_daemon_runs_keep_descriptors_and_memory_flat() {
     );
 
     let runs = fx.run_docs(&fx.state).await;
-    assert!(runs.len() as u64 >= RUNS, "{} runs", runs.len());
+    assert!(
+        runs.len() as u64 >= RUNS,
+        "{} run documents:\n{}",
+        runs.len(),
+        log_text()
+    );
     for r in &runs {
         assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
         assert_eq!(r.mode, "scheduled");
