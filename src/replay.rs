@@ -51,7 +51,7 @@ pub fn read_hits(reader: impl BufRead, origin: &str) -> std::io::Result<ReadHits
             continue;
         }
         match hit_from_tree(&line) {
-            Ok((index, id, source)) => out.hits.push(Hit { index, id, source }),
+            Ok(hit) => out.hits.push(hit),
             Err((column, message)) => note_bad_line(
                 &mut out.bad_lines,
                 &mut out.bad_line_count,
@@ -87,7 +87,7 @@ fn note_bad_line(
 /// One line parsed whole into a tree: the hit's index, id and `_source`, or the column and
 /// words of what makes it no hit. The reference for [`scan_hits`], which takes this path for
 /// every line its text path does not decide.
-fn hit_from_tree(line: &str) -> Result<(Arc<str>, Arc<str>, Value), (usize, String)> {
+fn hit_from_tree(line: &str) -> Result<Hit, (usize, String)> {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return Err((e.column().max(1), format!("invalid JSON: {e}"))),
@@ -104,7 +104,7 @@ fn hit_from_tree(line: &str) -> Result<(Arc<str>, Arc<str>, Value), (usize, Stri
     let Some(source) = value.get("_source").filter(|s| s.is_object()).cloned() else {
         return Err((1, format!("hit {index}/{id} has no _source object")));
     };
-    Ok((index, id, source))
+    Ok(Hit { index, id, source })
 }
 
 /// A hit of an export, its `_source` kept as text until it is correlated.
@@ -180,7 +180,7 @@ pub fn scan_hits<'t>(text: &'t str, origin: &str, rule: &CompiledRule) -> Scanne
             }
         }
         match hit_from_tree(line) {
-            Ok((index, id, source)) => {
+            Ok(Hit { index, id, source }) => {
                 let order = rule.replay_order(&source);
                 out.hits.push(ScannedHit {
                     index,
@@ -455,7 +455,7 @@ pub fn correlate_scanned(
     let mut event = FlatEvent::default();
     for h in &hits {
         match &h.source {
-            ScannedSource::Text(text) => c.push_source(&h.index, &h.id, *text, None, &mut event)?,
+            ScannedSource::Text(text) => c.push_source(&h.index, &h.id, text, None, &mut event)?,
             ScannedSource::Tree(tree) => c.push_event(&h.index, &h.id, tree, None)?,
         }
     }
