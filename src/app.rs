@@ -2,7 +2,7 @@
 //! `anyhow` here and typed everywhere below.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -113,14 +113,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     // Exports carry no mapping; type the ECS fields as Elastic's data streams map them.
     let compiled = CompiledRule::compile(&rule, EngineOptions::ecs_process())?;
     let origin = args.events.display().to_string();
-    let file = File::open(&args.events).with_context(|| format!("cannot open {origin}"))?;
-    let read = crate::replay::read_hits(BufReader::new(file), &origin)
+    let mut file = File::open(&args.events).with_context(|| format!("cannot open {origin}"))?;
+    // The whole export as one text: each `_source` stays a slice of it until it is correlated.
+    let mut text = String::new();
+    file.read_to_string(&mut text)
         .with_context(|| format!("reading {origin}"))?;
+    let read = crate::replay::scan_hits(&text, &origin, &compiled);
     for bad in &read.bad_lines {
         eprintln!("skipped {bad}");
     }
     let hits = read.hits.len();
-    let result = crate::replay::correlate(&compiled, read.hits, max)?;
+    let result = crate::replay::correlate_scanned(&compiled, read.hits, max)?;
     let stdout = std::io::stdout();
     crate::replay::write_detections(&mut stdout.lock(), &result, compiled.is_sequence())?;
     for bad in &result.stats.bad_event_samples {

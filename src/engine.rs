@@ -428,8 +428,41 @@ impl CompiledRule {
         }
     }
 
+    /// The fields [`CompiledRule::replay_order`] reads (timestamp, then tiebreaker) as a plan
+    /// of their own, so an offline replay can decode a hit for sorting without the rule's
+    /// other fields.
+    pub fn replay_order_plan(&self) -> FieldPlan {
+        let mut plan = FieldPlan::new();
+        plan.slot(&self.timestamp_field);
+        if let Some(field) = &self.tiebreaker_field {
+            plan.slot(field);
+        }
+        plan
+    }
+
+    /// Where `doc` goes in an offline replay (see [`sort_for_replay`]): a `_source` tree, or a
+    /// [`FlatEvent`] decoded for [`CompiledRule::plan`] or [`CompiledRule::replay_order_plan`]
+    /// (fields are looked up by path, so either plan serves).
+    pub fn replay_order<D: Document + ?Sized>(&self, doc: &D) -> ReplayOrder {
+        let tiebreaker = self
+            .tiebreaker_in(doc, crate::event::UNBOUND_SLOT)
+            .ok()
+            .flatten();
+        ReplayOrder {
+            timestamp_ns: self
+                .timestamp_ns_in(doc, crate::event::UNBOUND_SLOT)
+                .unwrap_or(i64::MIN),
+            no_tiebreaker: tiebreaker.is_none(),
+            tiebreaker,
+        }
+    }
+
     fn timestamp_ns<D: Document + ?Sized>(&self, doc: &D) -> Result<i64, String> {
-        let ns = document_timestamp(doc, &self.timestamp_field, self.timestamp_slot)
+        self.timestamp_ns_in(doc, self.timestamp_slot)
+    }
+
+    fn timestamp_ns_in<D: Document + ?Sized>(&self, doc: &D, slot: usize) -> Result<i64, String> {
+        let ns = document_timestamp(doc, &self.timestamp_field, slot)
             .map_err(|e: TimestampError| e.to_string())?;
         Ok(if self.opts.timestamp_nanos {
             ns
@@ -439,10 +472,18 @@ impl CompiledRule {
     }
 
     fn tiebreaker<D: Document + ?Sized>(&self, doc: &D) -> Result<Option<TieBreaker>, String> {
+        self.tiebreaker_in(doc, self.tiebreaker_slot)
+    }
+
+    fn tiebreaker_in<D: Document + ?Sized>(
+        &self,
+        doc: &D,
+        slot: usize,
+    ) -> Result<Option<TieBreaker>, String> {
         let Some(field) = &self.tiebreaker_field else {
             return Ok(None);
         };
-        let mut values = doc.field(field, self.tiebreaker_slot);
+        let mut values = doc.field(field, slot);
         let Some(first) = values.next() else {
             return Ok(None);
         };
@@ -820,18 +861,21 @@ impl<'r> Correlator<'r> {
     }
 }
 
+/// A hit's place in an offline replay, compared field by field: timestamp (an unreadable one
+/// counts as `i64::MIN`, so such hits sort first and the correlator then counts them as bad),
+/// then hits with a tiebreaker before those without, then the tiebreaker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReplayOrder {
+    timestamp_ns: i64,
+    no_tiebreaker: bool,
+    tiebreaker: Option<TieBreaker>,
+}
+
 /// Sorts hits for offline correlation: by timestamp (and tiebreaker), ties in input order.
 /// Hits whose timestamp cannot be read sort first; the correlator then counts them as bad.
 pub fn sort_for_replay(rule: &CompiledRule, hits: &mut [Hit]) {
     // A stable sort keeps input order among equal keys; `None` tiebreakers sort last.
-    hits.sort_by_cached_key(|h| {
-        let tb = rule.tiebreaker(&h.source).ok().flatten();
-        (
-            rule.timestamp_ns(&h.source).unwrap_or(i64::MIN),
-            tb.is_none(),
-            tb,
-        )
-    });
+    hits.sort_by_cached_key(|h| rule.replay_order(&h.source));
 }
 
 #[cfg(test)]
