@@ -104,6 +104,9 @@ fn ctx(config: &Config, es: EsClient) -> JobContext {
 /// Documents per `kibana.alert.uuid` in `index` (read from the node itself; a missing index
 /// has none), and the index's document count, which must agree.
 async fn alert_counts(es: &EsClient, index: &str) -> BTreeMap<String, usize> {
+    // Alerts are written without a refresh (deduplication reads them in real time), so make
+    // them searchable first; a missing index has nothing to refresh.
+    let _ = es.refresh(index).await;
     let docs = es
         .search_docs(index, json!({"match_all": {}}), "@timestamp", 10_000)
         .await
@@ -125,6 +128,7 @@ async fn alert_counts(es: &EsClient, index: &str) -> BTreeMap<String, usize> {
 /// The alert ids of `index`, or `None` while it cannot be read (an index being created, or
 /// recovering after a restart, answers 503 `no_shard_available_action_exception`).
 async fn alert_ids_now(es: &EsClient, index: &str) -> Option<BTreeSet<String>> {
+    let _ = es.refresh(index).await;
     let docs = es
         .search_docs(index, json!({"match_all": {}}), "@timestamp", 10_000)
         .await
