@@ -915,8 +915,9 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
 }
 
 /// Reads a value and drops it, through the same parser paths a [`Value`] takes (so the same
-/// depth limit and number checks apply), without allocating.
-struct Skip;
+/// depth limit and number checks apply), without allocating. (`IgnoredAny` would skip those
+/// checks.) Also used by `replay` to check the parts of a hit line it does not keep.
+pub(crate) struct Skip;
 
 impl<'de> serde::de::DeserializeSeed<'de> for Skip {
     type Value = ();

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::correlate::KeyValue;
 use crate::engine::{sort_for_replay, CompiledRule, Correlation, Detection, Hit, ReplayOrder};
-use crate::event::{decode_flat, FlatDecode, FlatEvent};
+use crate::event::{decode_flat, FlatDecode, FlatEvent, Skip};
 
 /// A line of the input that is not a usable hit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -391,55 +391,6 @@ impl<'de> serde::de::Visitor<'de> for StringOrSkip {
             map.next_value_seed(Skip)?;
         }
         Ok(None)
-    }
-}
-
-/// Reads a value and drops it through the parser paths a tree takes (same depth limit,
-/// number and string checks), without allocating. (`IgnoredAny` would skip those checks.)
-struct Skip;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        while map.next_key_seed(Skip)?.is_some() {
-            map.next_value_seed(Skip)?;
-        }
-        Ok(())
     }
 }
 
