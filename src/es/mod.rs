@@ -556,10 +556,14 @@ impl EsClient {
         // A node with security off has no such endpoint: 400 "no handler found" (or 404/405
         // behind some proxies), or a refusal saying security is disabled. Only those mean
         // "nothing to ask"; a 401, 403 or 5xx is an answer and fails as such.
-        let security_off = matches!(reply.status, 400 | 404 | 405)
-            && (reply.body.contains("no handler found")
-                || reply.body.to_ascii_lowercase().contains("security")
-                || reply.status != 400);
+        let security_off = match reply.status {
+            400 => {
+                reply.body.contains("no handler found")
+                    || reply.body.to_ascii_lowercase().contains("security")
+            }
+            404 | 405 => true,
+            _ => false,
+        };
         if security_off {
             return Ok(None);
         }
