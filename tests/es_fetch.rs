@@ -227,7 +227,7 @@ async fn a_text_mapped_key_falls_back_to_the_one_query() {
     fx.load(&docs).await;
     fx.es.refresh(&odd).await.expect("refresh");
 
-    let (two, two_alerts) = run_into(&fx, &[odd.clone()], true, "").await;
+    let (two, two_alerts) = run_into(&fx, std::slice::from_ref(&odd), true, "").await;
     let (one, one_alerts) = run_into(&fx, &[odd], false, "-one").await;
     assert_eq!(two.error, None);
     assert!(
