@@ -376,10 +376,14 @@ mod tests {
         assert!(r[0].admits(&[vec![s("h2")], vec![s("p3")]]));
         assert!(!r[0].admits(&[vec![s("h3")], vec![s("p1")]]));
         assert!(!r[0].admits(&[vec![s("h1")], vec![s("p9")]]));
-        // A multi-valued later key is admitted when any value is kept (terms: any value).
+        // A multi-valued later key is admitted when any value is kept (terms: any value); ES
+        // matches each tuple of the cartesian product (`TumblingWindow.extractJoinKeys`), and
+        // one of them joins only if each of its values is a stage-1 value at its position.
         assert!(r[0].admits(&[vec![s("h9"), s("h2")], vec![s("p9"), s("p3")]]));
     }
 
+    // ES drops the whole key filter above `BoxedQueryRequest.MAX_TERMS` (128) values per
+    // position; here the values are chunked under `index.max_terms_count` instead.
     #[test]
     fn the_query_names_the_same_values_chunked() {
         let mut keys = StageOneKeys::new(2);
@@ -417,6 +421,8 @@ mod tests {
         assert!(!r[0].admits(&[vec![s("h")], vec![s("p")]]));
     }
 
+    // ES (`execution/assembler/BoxedQueryRequest.java`, `keys`) ORs `must_not exists` into a
+    // position where a null optional key was found; leaving the position open is wider.
     #[test]
     fn a_null_optional_key_leaves_its_position_open() {
         let mut keys = StageOneKeys::new(2);

@@ -53,11 +53,11 @@ fn at<'v>(source: &'v mut Value, path: &str) -> Option<&'v mut Value> {
 fn bent_window(fx: &JobFixture, seed: u64) -> Vec<BulkCreate> {
     let spec = GenerateSpec {
         hosts: 6,
-        rate: 20.0,
+        rate: 8.0,
         from_ms: T0,
         to_ms: T0 + SPAN_MS,
         seed,
-        installs_per_host_hour: 30.0,
+        installs_per_host_hour: 40.0,
         script_rate: 0.7,
         malicious_rate: 0.3,
     };
