@@ -675,7 +675,8 @@ async fn detect(
                 if let Err(close) = es.close_pager(pager).await {
                     warn!(error = %close, "closing the point in time failed (it expires on its own)");
                 }
-                return Err(format!("reading stage 1's join keys: {e}"));
+                // The key scan is paging too: the same failures, the same words.
+                return Err(format!("paging: {e}"));
             }
         },
     };
