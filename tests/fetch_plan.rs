@@ -123,7 +123,7 @@ fn bent_stream(seed: u64) -> Vec<Hit> {
         hosts: 6,
         rate: 20.0,
         from_ms: 1_795_000_000_000,
-        to_ms: 1_795_000_000_000 + 12 * 60 * 1000,
+        to_ms: 1_795_000_000_000 + 10 * 60 * 1000,
         seed,
         installs_per_host_hour: 30.0,
         script_rate: 0.7,
@@ -306,4 +306,38 @@ proptest! {
             compare(&rule_with(query), EngineOptions::default(), &hits);
         }
     }
+}
+
+#[test]
+fn the_restricted_query_is_the_one_query_with_later_stages_narrowed() {
+    let rule = Rule::builtin().expect("built-in");
+    let compiled = CompiledRule::compile(&rule, EngineOptions::ecs_process()).expect("compiles");
+    let fetch = compiled
+        .fetch_query(&rule, "2026-01-01T00:00:00Z", "2026-01-01T00:09:00Z")
+        .expect("the push-down compiles");
+    // Nothing added: exactly the one query.
+    assert_eq!(fetch.with_stage_filters(&[]), fetch.query);
+    assert_eq!(fetch.with_stage_filters(&[vec![], vec![]]), fetch.query);
+    // The key scan reads the window's stage-1 events only.
+    assert_eq!(
+        fetch.stage_only(0),
+        Some(
+            json!({"bool": {"filter": [fetch.time_range.clone(), fetch.stage_queries[0].clone()]}})
+        )
+    );
+    assert_eq!(fetch.stage_only(2), None);
+    // A restriction is ANDed into stage 2's own filter list; stage 1 stays whole.
+    let terms = json!({"terms": {"process.parent.entity_id": ["p1"]}});
+    let restricted = fetch.with_stage_filters(&[vec![], vec![terms.clone()]]);
+    let should = &restricted["bool"]["filter"][1]["bool"]["should"];
+    assert_eq!(should[0], fetch.stage_queries[0]);
+    let stage_two = should[1]["bool"]["filter"]
+        .as_array()
+        .expect("a filter list");
+    let original = fetch.stage_queries[1]["bool"]["filter"]
+        .as_array()
+        .expect("a filter list");
+    assert_eq!(&stage_two[..original.len()], &original[..]);
+    assert_eq!(stage_two[original.len()..], [terms]);
+    assert_eq!(restricted["bool"]["filter"][0], fetch.time_range);
 }
