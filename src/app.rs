@@ -149,6 +149,12 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         "_source": {"includes": fetch.source_includes},
         "sort": compiled.sort(),
         "exact_push_down_per_stage": fetch.stages_exact,
+        // What the two-step fetch restricts (`scripts/bench-e2e` rebuilds its requests).
+        "join_keys_per_stage": match &rule.query {
+            crate::eql::ast::Query::Sequence(seq) => crate::fetch_plan::stage_key_fields(seq),
+            crate::eql::ast::Query::Event(_) => Vec::new(),
+        },
+        "two_step_refusal": crate::fetch_plan::shape_refusal(&rule.query).map(|r| r.to_string()),
     });
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &body)?;

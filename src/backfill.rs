@@ -199,6 +199,8 @@ fn progress_record(
 fn add(total: &mut RunCounts, c: &RunCounts) {
     total.pages += c.pages;
     total.events_fetched += c.events_fetched;
+    total.key_scan_events += c.key_scan_events;
+    total.two_step_fetches += c.two_step_fetches;
     total.candidates += c.candidates;
     total.bad_events += c.bad_events;
     total.sequences += c.sequences;

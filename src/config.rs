@@ -221,6 +221,9 @@ pub struct EsConfig {
     pub pit_keep_alive: HumanDuration,
     /// Retries of a request that failed with 429, 502, 503, 504 or a connection error.
     pub max_retries: u32,
+    /// Fetch a keyed sequence in two steps (stage 1's keys, then later stages restricted to
+    /// them); `false` forces the single query over every stage.
+    pub two_step_fetch: bool,
 }
 
 impl Default for EsConfig {
@@ -235,6 +238,7 @@ impl Default for EsConfig {
             page_size: 1000,
             pit_keep_alive: HumanDuration::secs(120),
             max_retries: 5,
+            two_step_fetch: true,
         }
     }
 }

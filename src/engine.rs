@@ -388,11 +388,48 @@ impl CompiledRule {
                 let range = json!({"range": {self.timestamp_field.as_str(): {
                     "gte": from, "lte": to, "format": "strict_date_optional_time"}}});
                 Ok(pushdown::FetchQuery {
-                    query: json!({"bool": {"filter": [range, pushed.query]}}),
+                    query: json!({"bool": {"filter": [range.clone(), pushed.query.clone()]}}),
                     source_includes: includes,
                     stages_exact: vec![pushed.exact],
+                    time_range: range,
+                    stage_queries: vec![pushed.query],
                 })
             }
+        }
+    }
+
+    /// The join-key values of `doc` for sequence stage `stage` (0-based), read by the same code
+    /// the correlator uses (so typing, de-duplication and nulls agree): one list per key field,
+    /// `Ok(None)` when a mandatory key has no indexed value (the correlator then does not
+    /// count the event as a hit of that stage), `Err` when a key cannot be read. The stage's
+    /// filter is not evaluated. `Ok(None)` too for an event query or an unknown stage.
+    pub fn stage_key_fields<D: Document + ?Sized>(
+        &self,
+        doc: &D,
+        stage: usize,
+    ) -> Result<Option<Vec<Vec<KeyValue>>>, String> {
+        let Shape::Sequence { stages, .. } = &self.shape else {
+            return Ok(None);
+        };
+        let Some(filter) = stages.get(stage) else {
+            return Ok(None);
+        };
+        self.key_fields(doc, filter, &mut HashSet::new())
+    }
+
+    /// Whether `doc` matches sequence stage `stage`'s filter, as the correlator evaluates it
+    /// (`false` for an event query or an unknown stage).
+    pub fn matches_stage<D: Document + ?Sized>(
+        &self,
+        doc: &D,
+        stage: usize,
+    ) -> Result<bool, String> {
+        let Shape::Sequence { stages, .. } = &self.shape else {
+            return Ok(false);
+        };
+        match stages.get(stage) {
+            Some(s) => s.filter.try_matches(doc).map_err(|e| e.to_string()),
+            None => Ok(false),
         }
     }
 

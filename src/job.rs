@@ -19,9 +19,11 @@ use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, Correlation, EngineOptions};
 use crate::es::{
-    BulkCreate, BulkOutcome, EsClient, EsError, FetchedSource, IdLookup, WriteOutcome, NO_SOURCE,
+    parse_source, BulkCreate, BulkOutcome, EsClient, EsError, FetchedSource, FieldCapsAnswer,
+    IdLookup, PitPager, WriteOutcome, NO_SOURCE,
 };
 use crate::event::FlatEvent;
+use crate::fetch_plan::{self, KeyKind, OneQueryReason, StageOneKeys};
 use crate::rule::Rule;
 use crate::state::{
     checkpoint_id, lease_id, select_new, status_of, CheckpointDoc, LeaseDoc, PhaseDurations,
@@ -235,6 +237,7 @@ pub async fn run_once(
     }
 
     let mut run = Run {
+        fetch_strategy: String::new(),
         counts: RunCounts::default(),
         durations: PhaseDurations::default(),
         warnings: Vec::new(),
@@ -297,6 +300,7 @@ pub async fn run_once(
         status,
         warnings: run.warnings,
         error: error.clone(),
+        fetch_strategy: run.fetch_strategy,
         counts: run.counts,
         bad_events: run.bad_events,
         durations: run.durations,
@@ -392,6 +396,7 @@ async fn write_kept_run_docs(ctx: &JobContext, state_index: &str) {
 }
 
 struct Run {
+    fetch_strategy: String,
     counts: RunCounts,
     durations: PhaseDurations,
     warnings: Vec<String>,
@@ -437,6 +442,7 @@ fn failed_before_start(
         status: RunStatus::Failed,
         warnings: Vec::new(),
         error: Some(error),
+        fetch_strategy: String::new(),
         counts: RunCounts::default(),
         bad_events: Vec::new(),
         durations: PhaseDurations {
@@ -496,6 +502,7 @@ pub async fn run_window(
 ) -> Result<RunCounts, String> {
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut run = Run {
+        fetch_strategy: String::new(),
         counts: RunCounts::default(),
         durations: PhaseDurations::default(),
         warnings: Vec::new(),
@@ -513,6 +520,55 @@ pub async fn run_window(
     )
     .await?;
     Ok(run.counts)
+}
+
+/// The two-step fetch's first step: pages stage 1's push-down query (the pager was opened
+/// on it) and collects the join keys of its hits exactly as the correlator reads them. `Ok(Err)`
+/// when a hit's keys cannot be read: then the key set may be incomplete and the run must fetch
+/// with one query. Hits read are counted as fetched.
+async fn scan_stage_one_keys(
+    es: &EsClient,
+    pager: &mut PitPager,
+    compiled: &CompiledRule,
+    positions: usize,
+    run: &mut Run,
+) -> Result<Result<StageOneKeys, OneQueryReason>, EsError> {
+    let mut keys = StageOneKeys::new(positions);
+    while let Some(page) = es.next_search_page(pager).await? {
+        run.counts.pages += 1;
+        run.counts.events_fetched += page.len() as u64;
+        run.counts.key_scan_events += page.len() as u64;
+        for h in page.hits() {
+            let unreadable = |reason: String| OneQueryReason::UnreadableKey {
+                event: format!("{}/{}: {reason}", h.index, h.id),
+            };
+            let Some(text) = h.source else {
+                return Ok(Err(unreadable(NO_SOURCE.to_owned())));
+            };
+            let source = match parse_source(text) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(unreadable(e))),
+            };
+            match compiled.stage_key_fields(&source, 0) {
+                Ok(Some(k)) => keys.add(&k),
+                // No indexed value of a mandatory key: the correlator does not take it as a
+                // stage-1 hit either.
+                Ok(None) => {}
+                Err(reason) => return Ok(Err(unreadable(reason))),
+            }
+        }
+    }
+    Ok(Ok(keys))
+}
+
+/// The restriction kind of a later stage's key field: one mapping type in every index, and one
+/// whose `terms` query matches what the correlator joins (see [`KeyKind`]).
+fn key_kind(caps: &FieldCapsAnswer, field: &str) -> Result<KeyKind, String> {
+    match caps.mapping_types.get(field).map(Vec::as_slice) {
+        Some([one]) => KeyKind::from_mapping_type(one).ok_or_else(|| one.clone()),
+        Some(many) if !many.is_empty() => Err(many.join(" and ")),
+        _ => Err("unmapped".into()),
+    }
 }
 
 /// Fetch, correlate, deduplicate, cap, enrich, write. An `Err` fails the run.
@@ -538,10 +594,11 @@ async fn detect(
     let fetch = probe
         .fetch_query(&rule.rule, &iso(window.from), &iso(window.to))
         .map_err(|e| format!("building the query: {e}"))?;
-    let (field_types, matched) = es
-        .field_caps(indices, &fetch.source_includes)
+    let caps = es
+        .field_caps_detail(indices, &fetch.source_includes)
         .await
         .map_err(|e| e.to_string())?;
+    let (field_types, matched) = (caps.types.clone(), caps.matched.clone());
     if matched.is_empty() {
         // Kibana's words (`create_security_rule_type_wrapper.ts`): a warning, not a failure.
         run.warnings.push(format!(
@@ -565,17 +622,77 @@ async fn detect(
         "{}s",
         ctx.config.elasticsearch.pit_keep_alive.0.as_secs().max(1)
     );
+    let refusal = if cfg.two_step_fetch {
+        fetch_plan::shape_refusal(&rule.rule.query)
+    } else {
+        Some(OneQueryReason::Disabled)
+    };
+    // The key scan (if any) pages stage 1 alone with `_source` cut to its join keys; the
+    // pager is then pointed at the main query, in the same point in time.
+    let key_fields = match &rule.rule.query {
+        crate::eql::ast::Query::Sequence(seq) => fetch_plan::stage_key_fields(seq),
+        crate::eql::ast::Query::Event(_) => Vec::new(),
+    };
+    // A later stage's key field of a type `terms` cannot match exactly: decided before any scan.
+    let refusal = refusal.or_else(|| {
+        key_fields.iter().skip(1).flatten().find_map(|field| {
+            key_kind(&caps, field)
+                .err()
+                .map(|found| OneQueryReason::KeyFieldType {
+                    field: field.clone(),
+                    found,
+                })
+        })
+    });
+    let first = match (&refusal, fetch.stage_only(0), key_fields.first()) {
+        (None, Some(scan), Some(stage_one)) => (scan, stage_one.clone()),
+        _ => (fetch.query.clone(), fetch.source_includes.clone()),
+    };
+    let scanned = refusal.is_none();
     let mut pager = es
         .open_pager(
             indices,
             &keep_alive,
             cfg.page_size,
-            fetch.query,
-            &fetch.source_includes,
+            first.0,
+            &first.1,
             compiled.sort(),
         )
         .await
         .map_err(|e| format!("opening a point in time over {}: {e}", indices.join(",")))?;
+    let strategy = match refusal {
+        Some(reason) => Err(reason),
+        None => match scan_stage_one_keys(es, &mut pager, &compiled, first.1.len(), run).await {
+            Ok(keys) => keys
+                .and_then(|keys| keys.restrictions(&key_fields, |field| key_kind(&caps, field)))
+                .map(|restrictions| {
+                    // Stage 1 stays whole; every later stage is ANDed with its restriction.
+                    let mut extra = vec![Vec::new()];
+                    extra.extend(restrictions.iter().map(|r| r.query()));
+                    fetch.with_stage_filters(&extra)
+                }),
+            Err(e) => {
+                if let Err(close) = es.close_pager(pager).await {
+                    warn!(error = %close, "closing the point in time failed (it expires on its own)");
+                }
+                // The key scan is paging too: the same failures, the same words.
+                return Err(format!("paging: {e}"));
+            }
+        },
+    };
+    match strategy {
+        Ok(query) => {
+            run.fetch_strategy = "two-step".into();
+            run.counts.two_step_fetches += 1;
+            pager.requery(query, &fetch.source_includes);
+        }
+        Err(reason) => {
+            run.fetch_strategy = format!("one query ({reason})");
+            if scanned {
+                pager.requery(fetch.query.clone(), &fetch.source_includes);
+            }
+        }
+    }
     // Pages are fetched by their own task, up to PAGES_AHEAD pages ahead of the correlation,
     // so Elasticsearch serves page n + 1 while page n is correlated.
     let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);

@@ -5,6 +5,7 @@
 //! - [`event`]: field access over a hit's `_source`, join keys, timestamps; pure.
 //! - [`rule`]: detection-rule TOML files → validated rules with parsed queries.
 //! - [`window`]: run windows, catch-up and gaps; pure.
+//! - [`fetch_plan`]: the two-step fetch (stage-1 keys, then restricted later stages); pure.
 //! - [`alert`]: Kibana-shaped alerts and their ids; pure.
 //! - [`config`]: the layered configuration.
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod eql;
 pub mod es;
 pub mod event;
+pub mod fetch_plan;
 pub mod fuzzing;
 pub mod generate;
 pub mod healthcheck;

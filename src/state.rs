@@ -63,8 +63,14 @@ impl From<Window> for StoredWindow {
 pub struct RunCounts {
     /// Search pages read.
     pub pages: u64,
-    /// Hits read from Elasticsearch.
+    /// Hits read from Elasticsearch (the two-step fetch's key scan included).
     pub events_fetched: u64,
+    /// Hits read by the two-step fetch's key scan (stage 1's join keys).
+    #[serde(default)]
+    pub key_scan_events: u64,
+    /// Fetches made in two steps (a run makes one fetch; backfill one per chunk).
+    #[serde(default)]
+    pub two_step_fetches: u64,
     /// Hits that matched at least one stage.
     pub candidates: u64,
     /// Hits skipped as unreadable (ids in `bad_events`).
@@ -152,6 +158,10 @@ pub struct RunDoc {
     pub warnings: Vec<String>,
     /// The error that failed the run, if it failed.
     pub error: Option<String>,
+    /// How the events were fetched: `two-step`, or `one query (<why>)`; empty if the run
+    /// failed before fetching.
+    #[serde(default)]
+    pub fetch_strategy: String,
     /// Counters.
     pub counts: RunCounts,
     /// The first skipped events, named.

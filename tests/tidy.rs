@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "src/engine.rs",
     "src/state.rs",
     "src/fuzzing.rs",
+    "src/fetch_plan.rs",
 ];
 const FORBIDDEN: &[&str] = &[
     "crate::es",

@@ -55,6 +55,44 @@ pub struct FetchQuery {
     pub source_includes: Vec<String>,
     /// Per stage (then the `until` stage, if any): whether its query is exact.
     pub stages_exact: Vec<bool>,
+    /// The time-range filter of the window.
+    pub time_range: Value,
+    /// Per stage (then the `until` stage, if any): its query, the branches of `query`.
+    pub stage_queries: Vec<Value>,
+}
+
+impl FetchQuery {
+    /// The window's events that match stage `stage` only: what the two-step fetch's key scan
+    /// reads. `None` for a stage the rule does not have.
+    pub fn stage_only(&self, stage: usize) -> Option<Value> {
+        let stage_query = self.stage_queries.get(stage)?;
+        Some(json!({"bool": {"filter": [self.time_range.clone(), stage_query.clone()]}}))
+    }
+
+    /// [`FetchQuery::query`] with `extra[k]` ANDed into stage `k`'s branch (a stage without an
+    /// entry, or with an empty one, is unchanged). Adding filters only narrows a branch.
+    pub fn with_stage_filters(&self, extra: &[Vec<Value>]) -> Value {
+        let should: Vec<Value> = self
+            .stage_queries
+            .iter()
+            .enumerate()
+            .map(|(k, q)| match extra.get(k) {
+                Some(clauses) if !clauses.is_empty() => {
+                    let mut all = match filter_clauses(q) {
+                        Some(inner) => inner.clone(),
+                        None => vec![q.clone()],
+                    };
+                    all.extend(clauses.iter().cloned());
+                    json!({"bool": {"filter": all}})
+                }
+                _ => q.clone(),
+            })
+            .collect();
+        json!({"bool": {"filter": [
+            self.time_range.clone(),
+            {"bool": {"should": should, "minimum_should_match": 1}}
+        ]}})
+    }
 }
 
 struct Dsl {
@@ -284,12 +322,14 @@ pub fn fetch_query(
         "format": "strict_date_optional_time"
     }}});
     let query = json!({"bool": {"filter": [
-        range,
-        {"bool": {"should": should, "minimum_should_match": 1}}
+        range.clone(),
+        {"bool": {"should": should.clone(), "minimum_should_match": 1}}
     ]}});
     Ok(FetchQuery {
         query,
         source_includes: includes,
         stages_exact,
+        time_range: range,
+        stage_queries: should,
     })
 }

@@ -4,7 +4,7 @@
 //! failure fails the page (as it fails a sequence query in Kibana), a timed-out search too.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use elasticsearch::http::Method;
@@ -221,6 +221,35 @@ pub struct PitPager {
     done: bool,
 }
 
+impl PitPager {
+    /// Pages through `query` next, in the same point in time, with the same page size and
+    /// sort, from the start: the two-step fetch reads its key scan and then the restricted
+    /// query in one snapshot, so both see the same documents.
+    pub fn requery(&mut self, query: Value, source_includes: &[String]) {
+        self.body["query"] = query;
+        self.body["_source"] = json!({"includes": source_includes});
+        self.after = None;
+        self.done = false;
+    }
+
+    /// The search body of the next page (the point in time id is the current one), for
+    /// tools that replay exactly what a run asked.
+    pub fn body(&self) -> &Value {
+        &self.body
+    }
+}
+
+/// What [`EsClient::field_caps_detail`] read.
+#[derive(Debug, Clone, Default)]
+pub struct FieldCapsAnswer {
+    /// The typing the evaluator and correlator use (fields typed alike in every index).
+    pub types: FieldTypes,
+    /// Concrete indices the patterns matched.
+    pub matched: Vec<String>,
+    /// Field path → its mapping type names across the indices (`keyword`, `text`, …).
+    pub mapping_types: HashMap<String, Vec<String>>,
+}
+
 /// A document with the sequence number and primary term that guard its next write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionedDoc {
@@ -431,6 +460,19 @@ impl EsClient {
         indices: &[String],
         fields: &[String],
     ) -> Result<(FieldTypes, Vec<String>), EsError> {
+        self.field_caps_detail(indices, fields)
+            .await
+            .map(|caps| (caps.types, caps.matched))
+    }
+
+    /// `_field_caps` of `fields` over `indices`: the typing the evaluator uses, the matched
+    /// indices, and each field's mapping type names as listed (one name when every index maps
+    /// the field alike).
+    pub async fn field_caps_detail(
+        &self,
+        indices: &[String],
+        fields: &[String],
+    ) -> Result<FieldCapsAnswer, EsError> {
         let joined = indices.join(",");
         check_name("index", &joined)?;
         let operation = format!("GET {joined}/_field_caps");
@@ -445,11 +487,13 @@ impl EsClient {
             .call_ok(&operation, Method::Get, &path, &query, None)
             .await?;
         let mut types = FieldTypes::new();
+        let mut mapping_types = HashMap::new();
         if let Some(map) = answer["fields"].as_object() {
             for (field, caps) in map {
                 let Some(caps) = caps.as_object() else {
                     continue;
                 };
+                mapping_types.insert(field.clone(), caps.keys().cloned().collect::<Vec<_>>());
                 let mapped: Vec<FieldType> = caps.keys().filter_map(|t| field_type(t)).collect();
                 if caps.len() == 1 && mapped.len() == 1 {
                     types.insert(field.clone(), mapped[0]);
@@ -462,7 +506,11 @@ impl EsClient {
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect();
-        Ok((types, matched))
+        Ok(FieldCapsAnswer {
+            types,
+            matched,
+            mapping_types,
+        })
     }
 
     /// Which of `ids` exist in `index` (an index or alias; missing is "none"), read in real
