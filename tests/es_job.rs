@@ -391,6 +391,11 @@ async fn downtime_is_caught_up_and_an_outage_beyond_max_catchup_is_a_gap() {
             .all(|s| s.last_ms() > t && s.events[0].ts_ms < t + minutes(15)),
         "only sequences touching the gap are missed"
     );
+    // Run documents are written without a refresh wait.
+    fx.es
+        .refresh(&short.state.index)
+        .await
+        .expect("refresh the state index");
     let stored = fx
         .es
         .search_docs(

@@ -767,7 +767,9 @@ impl EsClient {
         judge(&operation, reply).map(|_| WriteOutcome::Written)
     }
 
-    /// Writes `doc` as `index/id` unconditionally (run documents: one per run id).
+    /// Writes `doc` as `index/id` unconditionally (run documents: one per run id). No refresh
+    /// wait: seqwatch reads these back by id only (realtime), and a search sees them after the
+    /// index's next refresh; waiting for it cost `once` up to a second.
     pub async fn put_doc(&self, index: &str, id: &str, doc: &Value) -> Result<(), EsError> {
         check_name("index", index)?;
         let operation = format!("PUT {index}/_doc/{id}");
@@ -776,7 +778,7 @@ impl EsClient {
             &operation,
             Method::Put,
             &path,
-            &[("refresh", "wait_for")],
+            &[],
             Some(doc.to_string()),
         )
         .await

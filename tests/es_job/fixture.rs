@@ -293,6 +293,8 @@ impl JobFixture {
 
     /// Every run document of state index `state`, oldest first.
     pub async fn run_docs(&self, state: &str) -> Vec<RunDoc> {
+        // Run documents are written without a refresh wait; a missing index has none.
+        let _ = self.es.refresh(state).await;
         let mut docs: Vec<RunDoc> = self
             .es
             .search_docs(state, json!({"term": {"type": "run"}}), "started_at", 5_000)
