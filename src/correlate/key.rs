@@ -518,3 +518,73 @@ impl Hasher for FxHasher {
 
 /// A `HashMap` hasher builder for [`FxHasher`].
 pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key_value() -> impl Strategy<Value = KeyValue> {
+        prop_oneof![
+            Just(KeyValue::Null),
+            any::<bool>().prop_map(KeyValue::Bool),
+            (0i64..3).prop_map(KeyValue::Int),
+            Just(KeyValue::float(1.0)),
+            Just(KeyValue::float(f64::NAN)),
+            prop::sample::select(vec!["a", "b", "1"]).prop_map(KeyValue::str),
+        ]
+    }
+
+    proptest! {
+        /// The id form expands exactly as `expand_join_keys` (ES's `extractJoinKeys` order),
+        /// on the single-valued fast path and on the cartesian path alike.
+        #[test]
+        fn id_tuples_expand_like_the_values(
+            fields in prop::collection::vec(prop::collection::vec(key_value(), 0..3), 0..6)
+        ) {
+            let mut interner = KeyInterner::new();
+            let mut keys = CandidateKeys::default();
+            keys.begin(KeyTarget::Stage(0));
+            for values in &fields {
+                for v in values {
+                    keys.push_value_unchecked(interner.id(v));
+                }
+                keys.end_field();
+            }
+            keys.commit();
+            let mut tuples = Vec::new();
+            keys.entry_fields(0).expand_into(&mut tuples);
+            let as_values: Vec<Vec<KeyValue>> = tuples
+                .iter()
+                .map(|t| t.ids().iter().map(|&id| interner.value(id).cloned().expect("known id")).collect())
+                .collect();
+            prop_assert_eq!(as_values, expand_join_keys(&fields));
+        }
+
+        /// Ids are equal exactly when the values are (type-sensitive, as `KeyValue`'s `Eq`).
+        #[test]
+        fn ids_are_equal_exactly_when_values_are(a in key_value(), b in key_value()) {
+            let mut interner = KeyInterner::new();
+            let (ia, ib) = (interner.id(&a), interner.id(&b));
+            prop_assert_eq!(ia == ib, a == b);
+        }
+    }
+
+    /// Compaction keeps the values asked for under new ids, and the fixed ids.
+    #[test]
+    fn compaction_keeps_what_is_referenced() {
+        let mut interner = KeyInterner::new();
+        let a = interner.str_id("a");
+        let b = interner.str_id("b");
+        let mut keep = vec![false; interner.len()];
+        keep[b as usize] = true;
+        let (fresh, remap) = interner.compacted(&keep);
+        assert_eq!(remap[a as usize], None);
+        let new_b = remap[b as usize].expect("kept");
+        assert_eq!(fresh.value(new_b), Some(&KeyValue::str("b")));
+        assert_eq!(fresh.value(NULL_KEY), Some(&KeyValue::Null));
+        assert_eq!(fresh.len(), 4);
+        let tuple = KeyTuple::new(&[b, NULL_KEY]).remapped(&remap);
+        assert_eq!(tuple.ids(), &[new_b, NULL_KEY]);
+    }
+}
