@@ -91,7 +91,10 @@ fn correlate_lines(compiled: &CompiledRule, lines: &[String]) -> u64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let rounds: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200);
     let full = args.iter().any(|a| a == "full");
     let lines = cached_lines(full);

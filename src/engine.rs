@@ -520,7 +520,12 @@ impl CompiledRule {
         keys: &mut CandidateKeys,
     ) -> Result<bool, String> {
         keys.begin(target);
-        for ((key, &slot), &ty) in stage.keys.iter().zip(&stage.key_slots).zip(&stage.key_types) {
+        for ((key, &slot), &ty) in stage
+            .keys
+            .iter()
+            .zip(&stage.key_slots)
+            .zip(&stage.key_types)
+        {
             if doc.holds_object(&key.field.path) {
                 keys.abandon();
                 return Err(format!(

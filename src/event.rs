@@ -606,7 +606,9 @@ impl FieldPlan {
                 None => {
                     self.nodes.push(PlanNode::default());
                     let child = self.nodes.len() - 1;
-                    self.nodes[node].children.push((segment.into(), child as u32));
+                    self.nodes[node]
+                        .children
+                        .push((segment.into(), child as u32));
                     child
                 }
             };
@@ -751,8 +753,7 @@ pub fn decode_flat<'a>(
         object: false,
     };
     let mut de = serde_json::Deserializer::from_str(json);
-    TopSeed { state: &mut state }
-    .deserialize(&mut de)?;
+    TopSeed { state: &mut state }.deserialize(&mut de)?;
     de.end()?;
     if !state.object || state.tangled {
         return Ok(FlatDecode::NeedsTree);

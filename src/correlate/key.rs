@@ -265,7 +265,13 @@ impl KeyTuple {
         let mapped: Vec<KeyId> = self
             .ids()
             .iter()
-            .map(|&id| remap.get(id as usize).copied().flatten().unwrap_or(NULL_KEY))
+            .map(|&id| {
+                remap
+                    .get(id as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(NULL_KEY)
+            })
             .collect();
         KeyTuple::new(&mapped)
     }

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use thiserror::Error;
 
 use super::key::{
-    CandidateKeys, EntryFields, FxBuildHasher, KeyFields, KeyInterner, KeyTarget, KeyTuple, KeyValue, NULL_KEY,
+    CandidateKeys, EntryFields, FxBuildHasher, KeyFields, KeyInterner, KeyTarget, KeyTuple,
+    KeyValue, NULL_KEY,
 };
 use super::ordinal::{floor_millis, Ordinal};
 use super::spec::{Layout, SequenceSpec, SpecError, StageRole};
@@ -739,11 +740,7 @@ impl<T: Clone> Matcher<T> {
 
     /// `SequenceMatcher.tryComplete` plus, for sequences with missing-event stages,
     /// `TumblingWindow.checkMissingEvents`.
-    fn try_complete(
-        &mut self,
-        key: KeyTuple,
-        sequence: InFlight<T>,
-    ) -> Result<(), MatchError> {
+    fn try_complete(&mut self, key: KeyTuple, sequence: InFlight<T>) -> Result<(), MatchError> {
         // `completed` (and `toCheckForMissing`) are TreeSets ordered by the last ordinal: a second
         // sequence ending on the same event compares equal and is not added.
         if self.last_claimed.as_ref() == Some(&sequence.last) {
@@ -908,7 +905,10 @@ impl<T: Clone> Matcher<T> {
         self.keys.keys().for_each(&mut mark);
         self.expiry.iter().for_each(|(_, key)| mark(key));
         self.evidence.by_key.keys().for_each(&mut mark);
-        self.evidence.arrival.iter().for_each(|(_, _, key)| mark(key));
+        self.evidence
+            .arrival
+            .iter()
+            .for_each(|(_, _, key)| mark(key));
         self.awaiting.values().for_each(|a| mark(&a.key));
         self.awaiting_by_key.keys().for_each(&mut mark);
         let (fresh, remap) = self.interner.compacted(&keep);

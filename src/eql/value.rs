@@ -203,9 +203,7 @@ pub fn indexed_scalar(v: Scalar<'_>, ty: Option<FieldType>) -> Option<Val<'_>> {
             };
             match ignore_above {
                 // UTF-16 units never outnumber UTF-8 bytes: short strings skip the count.
-                Some(limit) if s.len() > limit as usize && utf16_len(&s) > limit as usize => {
-                    None
-                }
+                Some(limit) if s.len() > limit as usize && utf16_len(&s) > limit as usize => None,
                 _ => Some(Val::Str(s)),
             }
         }
