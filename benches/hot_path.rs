@@ -4,7 +4,8 @@
 //! No divan and no fixture set-up in the profile beyond reading one file.
 //!
 //! `cargo bench --bench hot_path -- [ROUNDS] [candidates|full]`; the cache lives in the
-//! directory `SEQWATCH_HOT_PATH_DIR` names (default: the system temporary directory).
+//! directory `SEQWATCH_HOT_PATH_DIR` names (default: the system temporary directory); delete
+//! it after changing the generator or the rule, or it keeps serving the old lines.
 
 mod support;
 
