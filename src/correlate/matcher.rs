@@ -939,3 +939,83 @@ impl<T: Clone> Matcher<T> {
         stats.peak_evidence = stats.peak_evidence.max(stats.evidence_now);
     }
 }
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+    use crate::correlate::StageSpec;
+
+    /// A stream over rotating keys with every kind of keyed state (pending sequences, until
+    /// markers, leading/middle evidence, sequences awaiting a trailing check); returns the
+    /// outcome and how many values the interner held at the end.
+    fn run(spec: &SequenceSpec, compact_every: Option<usize>) -> (MatchOutcome<u64>, usize) {
+        let mut matcher = Matcher::new(spec.clone(), 50).expect("valid spec");
+        if let Some(every) = compact_every {
+            matcher.next_compaction = every;
+        }
+        const MS: i64 = 1_000_000;
+        for i in 0..4_000u64 {
+            let key = |shift: u64| {
+                vec![
+                    vec![KeyValue::str(&format!("h{}", (i / 30 + shift) % 3))],
+                    vec![KeyValue::str(&format!("e{}", i / 10 + shift))],
+                ]
+            };
+            let stages = (0..spec.stages.len())
+                .filter(|s| (i + *s as u64 * 3) % 4 == 0 || (i * 7 + *s as u64) % 5 == 1)
+                .map(|stage| StageMatch {
+                    stage,
+                    key_fields: key(0),
+                })
+                .collect();
+            let until = (spec.has_until && i % 11 == 0).then(|| key(2));
+            matcher
+                .push(Candidate {
+                    ordinal: Ordinal::new(i as i64 * 300 * MS, i),
+                    payload: i,
+                    stages,
+                    until,
+                })
+                .expect("ascending stream");
+            if let Some(every) = compact_every {
+                // Compact far more often than the production threshold would.
+                matcher.next_compaction =
+                    matcher.next_compaction.min(matcher.interner.len() + every);
+            }
+        }
+        let interned = matcher.interner.len();
+        (matcher.finish(), interned)
+    }
+
+    /// Forgetting unreferenced key values and renumbering the rest changes no outcome.
+    #[test]
+    fn compacting_the_interner_changes_no_outcome() {
+        for stages in [
+            vec![false, false, false],
+            vec![true, false, true, false],
+            vec![false, true, false, true],
+        ] {
+            let spec = SequenceSpec {
+                stages: stages
+                    .iter()
+                    .map(|&missing| StageSpec { missing })
+                    .collect(),
+                maxspan_ns: Some(5_000_000_000),
+                has_until: true,
+            };
+            let (plain, plain_interned) = run(&spec, None);
+            let (compacted, compacted_interned) = run(&spec, Some(8));
+            assert!(
+                plain.stats.completed + plain.stats.rejected_missing > 0,
+                "{stages:?}: {:?}",
+                plain.stats
+            );
+            assert!(
+                compacted_interned < plain_interned / 10,
+                "{stages:?}: no compaction ({compacted_interned} of {plain_interned} values kept)"
+            );
+            assert_eq!(plain.sequences, compacted.sequences, "{stages:?}");
+            assert_eq!(plain.stats, compacted.stats, "{stages:?}");
+        }
+    }
+}
