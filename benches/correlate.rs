@@ -26,22 +26,16 @@ use divan::Bencher;
 use serde::Deserialize;
 use serde_json::Value;
 
-use seqwatch::engine::{CompiledRule, EngineOptions, Hit};
-use seqwatch::eql::ast;
-use seqwatch::eql::eval::{CompiledFilter, EvalOptions};
+use seqwatch::engine::{CompiledRule, Hit};
+use seqwatch::eql::eval::CompiledFilter;
 use seqwatch::event::{decode_flat, Document, FlatEvent};
-use seqwatch::generate::{GenerateSpec, Generator};
 use seqwatch::rule::Rule;
+
+mod support;
 
 fn main() {
     divan::main();
 }
-
-/// The generated range: 9 minutes, the rule's lookback.
-const FROM_MS: i64 = 1_780_000_000_000;
-const RANGE_MS: i64 = 9 * 60 * 1000;
-/// Background events per second: 370/s over 540 s ≈ 200,000 events.
-const RATE: f64 = 370.0;
 
 /// A hit as the `_search` response carries it (the fields the job reads).
 #[derive(Deserialize)]
@@ -89,64 +83,12 @@ struct Fixture {
     stage_filters: Vec<CompiledFilter>,
 }
 
-/// Keeps only the dotted paths in `includes` (object paths and flattened keys alike).
-fn cut_source(source: &Value, includes: &[String], prefix: &str) -> Option<Value> {
-    match source {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                if includes.contains(&path) {
-                    out.insert(k.clone(), v.clone());
-                } else if includes.iter().any(|i| i.starts_with(&format!("{path}."))) {
-                    if let Some(inner) = cut_source(v, includes, &path) {
-                        out.insert(k.clone(), inner);
-                    }
-                }
-            }
-            (!out.is_empty()).then_some(Value::Object(out))
-        }
-        _ => None,
-    }
-}
-
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let spec = GenerateSpec {
-            hosts: 200,
-            rate: RATE,
-            from_ms: FROM_MS,
-            to_ms: FROM_MS + RANGE_MS,
-            seed: 6,
-            installs_per_host_hour: 6.0,
-            script_rate: 0.5,
-            malicious_rate: 0.3,
-        };
-        let lines: Vec<String> = Generator::new(spec)
-            .expect("valid spec")
-            .map(|h| h.to_ndjson())
-            .collect();
-        let rule = Rule::builtin().expect("the built-in rule loads");
-        // As `seqwatch replay` types exported hits: ECS keyword/long fields.
-        let compiled =
-            CompiledRule::compile(&rule, EngineOptions::ecs_process()).expect("rule compiles");
-        let eval = EvalOptions {
-            event_category_field: "event.category".into(),
-            field_types: EngineOptions::ecs_process().field_types,
-        };
-        let stage_filters: Vec<CompiledFilter> = match &rule.query {
-            ast::Query::Sequence(seq) => seq
-                .stages
-                .iter()
-                .map(|s| CompiledFilter::compile(&s.filter, &eval).expect("stage compiles"))
-                .collect(),
-            ast::Query::Event(f) => vec![CompiledFilter::compile(f, &eval).expect("compiles")],
-        };
+        let lines = support::generated_lines();
+        let (rule, compiled) = support::rule();
+        let stage_filters = support::stage_filters(&rule);
         let hits: Vec<Hit> = lines.iter().map(|l| decode(l)).collect();
         let fetch = compiled
             .fetch_query(&rule, "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
@@ -154,12 +96,12 @@ fn fixture() -> &'static Fixture {
         let mut candidate_lines = Vec::new();
         for h in &hits {
             if stage_filters.iter().any(|f| f.matches(&h.source)) {
-                let source = cut_source(&h.source, &fetch.source_includes, "")
-                    .unwrap_or(Value::Object(Default::default()));
-                candidate_lines.push(
-                    serde_json::json!({"_index": &*h.index, "_id": &*h.id, "_source": source})
-                        .to_string(),
-                );
+                candidate_lines.push(support::candidate_line(
+                    &h.index,
+                    &h.id,
+                    &h.source,
+                    &fetch.source_includes,
+                ));
             }
         }
         let candidate_hits = candidate_lines.iter().map(|l| decode(l)).collect();

@@ -7,14 +7,14 @@
 //! [`Matcher`]. A hit the engine cannot read (no timestamp, a key or a value of a shape ES
 //! would refuse) is counted and skipped with its id, never a failure of the run.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::correlate::{
-    Candidate, KeyValue, MatchError, MatchStats, Matcher, Ordinal, SequenceSpec, SpecError,
-    StageMatch, StageSpec, TieBreaker,
+    CandidateKeys, KeyInterner, KeyTarget, KeyValue, MatchError, MatchStats, Matcher, Ordinal,
+    SequenceSpec, SpecError, StageSpec, TieBreaker, NULL_KEY,
 };
 use crate::eql::ast;
 use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
@@ -213,6 +213,8 @@ struct StageFilter {
     keys: Vec<ast::KeyField>,
     /// Each key field's slot in the rule's [`FieldPlan`].
     key_slots: Vec<usize>,
+    /// Each key field's mapping type, looked up once.
+    key_types: Vec<Option<FieldType>>,
 }
 
 impl StageFilter {
@@ -261,6 +263,10 @@ impl CompiledRule {
                     filter,
                     keys: keys.to_vec(),
                     key_slots: Vec::new(),
+                    key_types: keys
+                        .iter()
+                        .map(|k| opts.field_types.get(&k.field.path))
+                        .collect(),
                 })
                 .map_err(|error| EngineError::Compile {
                     rule: rule.name.clone(),
@@ -461,7 +467,7 @@ impl CompiledRule {
             max: max_detections.max(1),
             implicit: 0,
             stats: CorrelationStats::default(),
-            interned: HashSet::new(),
+            keys: CandidateKeys::default(),
         }
     }
 
@@ -538,48 +544,56 @@ impl CompiledRule {
         }
     }
 
-    /// The join-key values of `doc` for `stage`'s keys, one list per key field, or `None` when
-    /// a mandatory key has no value (ES's `exists` filter on join keys drops such events). A
-    /// key holding an object is an error: see [`crate::event::has_object_value`].
-    fn key_fields<D: Document + ?Sized>(
+    /// Adds the join-key values of `doc` for `stage`'s keys to `keys` (as `target`), one
+    /// field after another, and says whether it did: `false` when a mandatory key has no value
+    /// (ES's `exists` filter on join keys drops such events). A key holding an object is an
+    /// error: see [`crate::event::has_object_value`].
+    fn push_key_fields<D: Document + ?Sized>(
         &self,
         doc: &D,
         stage: &StageFilter,
-        interned: &mut HashSet<Arc<str>>,
-    ) -> Result<Option<Vec<Vec<KeyValue>>>, String> {
-        let mut out = Vec::with_capacity(stage.keys.len());
-        for (key, &slot) in stage.keys.iter().zip(&stage.key_slots) {
+        target: KeyTarget,
+        interner: &mut KeyInterner,
+        keys: &mut CandidateKeys,
+    ) -> Result<bool, String> {
+        keys.begin(target);
+        for ((key, &slot), &ty) in stage
+            .keys
+            .iter()
+            .zip(&stage.key_slots)
+            .zip(&stage.key_types)
+        {
             if doc.holds_object(&key.field.path) {
+                keys.abandon();
                 return Err(format!(
                     "join key {} holds an object; a key must be a value",
                     key.field.path
                 ));
             }
-            let ty = self.opts.field_types.get(&key.field.path);
-            let mut values: Vec<KeyValue> = Vec::new();
             for v in doc.field(&key.field.path, slot) {
-                let kv = match indexed_scalar(v, ty) {
-                    Some(Val::Str(s)) => KeyValue::Str(intern(interned, &s)),
-                    Some(Val::Int(i)) => KeyValue::Int(i64::from(i)),
-                    Some(Val::Long(i)) | Some(Val::Date(i)) => KeyValue::Int(i),
-                    Some(Val::Double(d)) => KeyValue::float(d),
-                    Some(Val::Bool(b)) => KeyValue::Bool(b),
+                let id = match indexed_scalar(v, ty) {
+                    Some(Val::Str(s)) => interner.str_id(&s),
+                    Some(Val::Int(i)) => interner.int_id(i64::from(i)),
+                    Some(Val::Long(i)) | Some(Val::Date(i)) => interner.int_id(i),
+                    Some(Val::Double(d)) => interner.float_id(d),
+                    Some(Val::Bool(b)) => interner.bool_id(b),
                     Some(Val::Null) | None => continue,
                 };
-                // Keyword doc values are a set: one value once (ES reads keys from doc values).
-                if !values.contains(&kv) {
-                    values.push(kv);
-                }
+                // Keyword doc values are a set: one value once (ES reads keys from doc
+                // values); `push_value` keeps the first occurrence only.
+                keys.push_value(id);
             }
-            if values.is_empty() {
+            if keys.field_len() == 0 {
                 if !key.optional {
-                    return Ok(None);
+                    keys.abandon();
+                    return Ok(false);
                 }
-                values.push(KeyValue::Null);
+                keys.push_value(NULL_KEY);
             }
-            out.push(values);
+            keys.end_field();
         }
-        Ok(Some(out))
+        keys.commit();
+        Ok(true)
     }
 }
 
@@ -598,19 +612,6 @@ pub struct CorrelationStats {
     pub detections: u64,
     /// Detections dropped by the cap (the oldest).
     pub dropped_by_cap: u64,
-}
-
-/// The one shared copy of a join-key string: keys repeat across events (every event of a host
-/// carries its `host.id`), so each distinct value is allocated once per correlation.
-fn intern(interned: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
-    match interned.get(s) {
-        Some(shared) => shared.clone(),
-        None => {
-            let shared: Arc<str> = Arc::from(s);
-            interned.insert(shared.clone());
-            shared
-        }
-    }
 }
 
 /// How many bad events are named individually in the stats.
@@ -634,8 +635,8 @@ pub struct Correlator<'r> {
     max: usize,
     implicit: u64,
     stats: CorrelationStats,
-    /// Join-key strings seen so far (see [`intern`]).
-    interned: HashSet<Arc<str>>,
+    /// The current hit's join-key ids, rebuilt hit after hit.
+    keys: CandidateKeys,
 }
 
 /// What a finished correlation found.
@@ -750,7 +751,7 @@ impl<'r> Correlator<'r> {
         self.implicit += 1;
         match self.candidate(doc, implicit, sorted_at_ns) {
             Ok(None) => Ok(()),
-            Ok(Some((ordinal, stages, until))) => {
+            Ok(Some(ordinal)) => {
                 self.stats.candidates += 1;
                 let event = EventRef {
                     index: index.clone(),
@@ -771,12 +772,7 @@ impl<'r> Correlator<'r> {
                         Ok(())
                     }
                     State::Sequence(m) => {
-                        m.push(Candidate {
-                            ordinal,
-                            payload: event,
-                            stages,
-                            until,
-                        })?;
+                        m.push_keys(ordinal, event, &self.keys)?;
                         Ok(())
                     }
                 }
@@ -792,49 +788,46 @@ impl<'r> Correlator<'r> {
         }
     }
 
-    /// Evaluates a hit: `None` when it is no candidate.
-    #[allow(clippy::type_complexity)]
+    /// Evaluates a hit: `None` when it is no candidate. For a sequence, the stages (and
+    /// `until`) it is a hit of are left in `self.keys` with their join-key ids.
     fn candidate<D: Document + ?Sized>(
         &mut self,
         doc: &D,
         implicit: u64,
         sorted_at_ns: Option<i64>,
-    ) -> Result<Option<(Ordinal, Vec<StageMatch>, Option<Vec<Vec<KeyValue>>>)>, String> {
+    ) -> Result<Option<Ordinal>, String> {
         if !doc.is_object() {
             return Err("_source is not a JSON object".into());
         }
         let rule = self.rule;
-        let interned = &mut self.interned;
+        let keys = &mut self.keys;
+        keys.clear();
         let eval = |f: &CompiledFilter| f.try_matches(doc).map_err(|e| e.to_string());
-        let (stages, until) = match &rule.shape {
-            Shape::Event(f) => {
+        match (&rule.shape, &mut self.state) {
+            (Shape::Event(f), _) => {
                 if !eval(&f.filter)? {
                     return Ok(None);
                 }
-                (Vec::new(), None)
             }
-            Shape::Sequence { stages, until, .. } => {
-                let mut matched = Vec::new();
+            (Shape::Sequence { stages, until, .. }, State::Sequence(matcher)) => {
+                let interner = matcher.interner();
                 for (i, s) in stages.iter().enumerate() {
                     if eval(&s.filter)? {
-                        if let Some(key_fields) = rule.key_fields(doc, s, interned)? {
-                            matched.push(StageMatch {
-                                stage: i,
-                                key_fields,
-                            });
-                        }
+                        rule.push_key_fields(doc, s, KeyTarget::Stage(i), interner, keys)?;
                     }
                 }
-                let until_keys = match until {
-                    Some(u) if eval(&u.filter)? => rule.key_fields(doc, u, interned)?,
-                    _ => None,
-                };
-                if matched.is_empty() && until_keys.is_none() {
+                if let Some(u) = until {
+                    if eval(&u.filter)? {
+                        rule.push_key_fields(doc, u, KeyTarget::Until, interner, keys)?;
+                    }
+                }
+                if keys.is_empty() {
                     return Ok(None);
                 }
-                (matched, until_keys)
             }
-        };
+            // `correlator` builds the state from the shape: a sequence always has a matcher.
+            (Shape::Sequence { .. }, State::Events(_)) => return Ok(None),
+        }
         if sorted_at_ns.is_some() {
             // ES sorted the hit by its smallest value, but ES EQL refuses a multi-valued
             // timestamp ("Arrays (returned by [@timestamp]) are not supported":
@@ -859,7 +852,7 @@ impl<'r> Correlator<'r> {
             Some(t) => Ordinal::with_tiebreaker(ts, t, implicit),
             None => Ordinal::new(ts, implicit),
         };
-        Ok(Some((ordinal, stages, until)))
+        Ok(Some(ordinal))
     }
 
     /// Ends the stream and returns the detections.

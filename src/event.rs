@@ -328,12 +328,15 @@ pub fn parse_iso_timestamp(s: &str) -> Option<i64> {
                     while p.i < p.b.len() && p.b[p.i].is_ascii_digit() {
                         p.i += 1;
                     }
-                    let frac = &s[start..p.i];
+                    let frac = &p.b[start..p.i];
                     if frac.is_empty() || frac.len() > 9 {
                         return None;
                     }
-                    let scaled = format!("{frac:0<9}");
-                    nanos = scaled.parse().ok()?;
+                    // The digits padded with zeros to nine places, without a string.
+                    nanos = frac
+                        .iter()
+                        .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
+                        * 10i64.pow(9 - frac.len() as u32);
                 }
             }
         }
@@ -527,9 +530,38 @@ impl Document for Value {
 }
 
 /// The field paths a compiled rule reads, each with a slot number the compiled filters carry.
-#[derive(Debug, Clone, Default)]
+///
+/// The paths are also kept as a tree of their dot-separated segments, so the flat decode
+/// routes each JSON key with one walk (`"process.parent"` → the `process`/`parent` node)
+/// instead of comparing it with every path.
+#[derive(Debug, Clone)]
 pub struct FieldPlan {
     paths: Vec<String>,
+    /// The segment tree; node 0 is the root.
+    nodes: Vec<PlanNode>,
+    /// Some path has an empty segment (`"a..b"`, `".a"`); the tree cannot route those.
+    irregular: bool,
+}
+
+impl Default for FieldPlan {
+    fn default() -> Self {
+        FieldPlan {
+            paths: Vec::new(),
+            nodes: vec![PlanNode::default()],
+            irregular: false,
+        }
+    }
+}
+
+/// One node of [`FieldPlan`]'s segment tree.
+#[derive(Debug, Clone, Default)]
+struct PlanNode {
+    /// (segment, child node).
+    children: Vec<(Box<str>, u32)>,
+    /// The slot of the path ending here.
+    terminal: Option<u16>,
+    /// One bit per slot ending here or below (for slots under 64).
+    mask: u64,
 }
 
 /// At most this many fields are decoded flat (one bit each in the decoder's masks); a rule
@@ -548,7 +580,66 @@ impl FieldPlan {
             Some(slot) => slot,
             None => {
                 self.paths.push(path.to_owned());
-                self.paths.len() - 1
+                let slot = self.paths.len() - 1;
+                self.add_to_tree(path, slot);
+                slot
+            }
+        }
+    }
+
+    fn add_to_tree(&mut self, path: &str, slot: usize) {
+        if path.split('.').any(str::is_empty) {
+            self.irregular = true;
+            return;
+        }
+        let bit = if slot < 64 { 1u64 << slot } else { 0 };
+        let mut node = 0usize;
+        self.nodes[0].mask |= bit;
+        for segment in path.split('.') {
+            let found = self.nodes[node]
+                .children
+                .iter()
+                .find(|(s, _)| **s == *segment)
+                .map(|&(_, child)| child as usize);
+            node = match found {
+                Some(child) => child,
+                None => {
+                    self.nodes.push(PlanNode::default());
+                    let child = self.nodes.len() - 1;
+                    self.nodes[node]
+                        .children
+                        .push((segment.into(), child as u32));
+                    child
+                }
+            };
+            self.nodes[node].mask |= bit;
+        }
+        self.nodes[node].terminal = u16::try_from(slot).ok();
+    }
+
+    /// The node a JSON key leads to from `node`: each of its dot-separated segments must be
+    /// a child in turn. An empty segment leads nowhere (no planned path has one).
+    fn walk(&self, node: u32, key: &str) -> Option<u32> {
+        let mut node = node;
+        let mut rest = key.as_bytes();
+        loop {
+            let (segment, tail) = match rest.iter().position(|&b| b == b'.') {
+                Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
+                None => (rest, None),
+            };
+            if segment.is_empty() {
+                return None;
+            }
+            node = self
+                .nodes
+                .get(node as usize)?
+                .children
+                .iter()
+                .find(|(s, _)| s.len() == segment.len() && s.as_bytes() == segment)
+                .map(|&(_, child)| child)?;
+            match tail {
+                Some(tail) => rest = tail,
+                None => return Some(node),
             }
         }
     }
@@ -566,6 +657,7 @@ impl FieldPlan {
     /// True when hits can be decoded flat for this plan (few enough, short enough paths).
     pub fn decodes_flat(&self) -> bool {
         self.paths.len() <= MAX_FLAT_FIELDS
+            && !self.irregular
             && self.paths.iter().all(|p| p.len() < u16::MAX as usize)
     }
 }
@@ -650,19 +742,18 @@ pub fn decode_flat<'a>(
     event.entries.clear();
     event.starts.clear();
     event.plan = Some(plan);
-    let active: Vec<(u16, u16)> = (0..plan.paths.len()).map(|s| (s as u16, 0)).collect();
+    if !plan.decodes_flat() {
+        // The segment tree cannot route this plan's paths: the caller's tree decode decides.
+        return Ok(FlatDecode::NeedsTree);
+    }
     let mut state = DecodeState {
-        paths: &plan.paths,
+        plan,
         entries: &mut event.entries,
         tangled: false,
         object: false,
     };
     let mut de = serde_json::Deserializer::from_str(json);
-    TopSeed {
-        active: &active,
-        state: &mut state,
-    }
-    .deserialize(&mut de)?;
+    TopSeed { state: &mut state }.deserialize(&mut de)?;
     de.end()?;
     if !state.object || state.tangled {
         return Ok(FlatDecode::NeedsTree);
@@ -681,7 +772,7 @@ pub fn decode_flat<'a>(
 }
 
 struct DecodeState<'s, 'a> {
-    paths: &'s [String],
+    plan: &'s FieldPlan,
     entries: &'s mut Vec<(u16, Stored<'a>)>,
     /// Some object reached one field through two keys, or an object sits where a field's
     /// value belongs: either way the tree decides (see [`Document::holds_object`]).
@@ -692,7 +783,6 @@ struct DecodeState<'s, 'a> {
 
 /// The top-level value: must be an object; its keys are matched against every planned path.
 struct TopSeed<'r, 's, 'a> {
-    active: &'r [(u16, u16)],
     state: &'r mut DecodeState<'s, 'a>,
 }
 
@@ -713,7 +803,7 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for TopSeed<'_, '_, 'a> {
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
         self.state.object = true;
-        visit_object(map, self.active, self.state)
+        visit_object(map, 0, self.state)
     }
 
     fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
@@ -741,49 +831,33 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for TopSeed<'_, '_, 'a> {
     }
 }
 
-/// Matches each key of an object against the remaining parts of the active paths (the same
-/// test as [`field_values`]' walk), and reads or skips its value accordingly.
+/// Routes each key of an object through the plan's segment tree from `node` (the same test
+/// as [`field_values`]' walk: the key equals the rest of a path, or is a dot-separated prefix
+/// of it), and reads or skips its value accordingly.
 fn visit_object<'de: 'a, 'a, M: serde::de::MapAccess<'de>>(
     mut map: M,
-    active: &[(u16, u16)],
+    node: u32,
     state: &mut DecodeState<'_, 'a>,
 ) -> Result<(), M::Error> {
+    // Slots some key of this object already reached: a second key reaching one of them means
+    // the tree's sorted-map order (or last-duplicate-wins) decides, so the tree must decode.
     let mut routed: u64 = 0;
-    let mut terminal = [0u16; MAX_FLAT_FIELDS];
-    let mut descend = [(0u16, 0u16); MAX_FLAT_FIELDS];
     while let Some(key) = map.next_key_seed(KeySeed)? {
-        let key: &str = &key;
-        let (mut nt, mut nd) = (0, 0);
-        for &(slot, offset) in active {
-            let rest = &state.paths[usize::from(slot)][usize::from(offset)..];
-            if rest == key {
-                terminal[nt] = slot;
-                nt += 1;
-            } else if !key.is_empty()
-                && rest.len() > key.len()
-                && rest.as_bytes()[key.len()] == b'.'
-                && rest.starts_with(key)
-            {
-                descend[nd] = (slot, offset + key.len() as u16 + 1);
-                nd += 1;
-            } else {
-                continue;
-            }
-            let bit = 1u64 << slot;
-            if routed & bit != 0 {
-                state.tangled = true;
-            }
-            routed |= bit;
-        }
-        if nt == 0 && nd == 0 {
+        let plan = state.plan;
+        let Some(target) = plan.walk(node, &key) else {
             map.next_value_seed(Skip)?;
-        } else {
-            map.next_value_seed(ValueSeed {
-                terminal: &terminal[..nt],
-                descend: &descend[..nd],
-                state,
-            })?;
+            continue;
+        };
+        let target_node = &plan.nodes[target as usize];
+        if routed & target_node.mask != 0 {
+            state.tangled = true;
         }
+        routed |= target_node.mask;
+        map.next_value_seed(ValueSeed {
+            terminal: target_node.terminal,
+            node: target,
+            state,
+        })?;
     }
     Ok(())
 }
@@ -819,21 +893,18 @@ impl<'de> serde::de::Visitor<'de> for KeySeed {
     }
 }
 
-/// The value under a key: scalars go to the `terminal` slots (arrays flattened, objects and
-/// nulls ignored, as [`field_values`] does), objects are walked for the `descend` paths.
+/// The value under a key: scalars go to the `terminal` slot (arrays flattened, objects and
+/// nulls ignored, as [`field_values`] does), objects are walked from the plan's `node`.
 struct ValueSeed<'r, 's, 'a> {
-    terminal: &'r [u16],
-    descend: &'r [(u16, u16)],
+    terminal: Option<u16>,
+    node: u32,
     state: &'r mut DecodeState<'s, 'a>,
 }
 
 impl ValueSeed<'_, '_, '_> {
-    fn push<'a>(entries: &mut Vec<(u16, Stored<'a>)>, terminal: &[u16], value: Stored<'a>) {
-        if let Some((last, rest)) = terminal.split_last() {
-            for &slot in rest {
-                entries.push((slot, value.clone()));
-            }
-            entries.push((*last, value));
+    fn push<'a>(entries: &mut Vec<(u16, Stored<'a>)>, terminal: Option<u16>, value: Stored<'a>) {
+        if let Some(slot) = terminal {
+            entries.push((slot, value));
         }
     }
 }
@@ -882,7 +953,7 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if !self.terminal.is_empty() {
+        if self.terminal.is_some() {
             Self::push(
                 self.state.entries,
                 self.terminal,
@@ -899,7 +970,7 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
         while seq
             .next_element_seed(ValueSeed {
                 terminal: self.terminal,
-                descend: self.descend,
+                node: self.node,
                 state: &mut *self.state,
             })?
             .is_some()
@@ -907,10 +978,10 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueSeed<'_, '_, 'a> {
         Ok(())
     }
     fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
-        if !self.terminal.is_empty() {
+        if self.terminal.is_some() {
             self.state.tangled = true;
         }
-        visit_object(map, self.descend, self.state)
+        visit_object(map, self.node, self.state)
     }
 }
 

@@ -16,16 +16,24 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::key::{expand_join_keys, KeyFields, KeyValue};
+use super::key::{
+    CandidateKeys, EntryFields, FxBuildHasher, KeyFields, KeyInterner, KeyTarget, KeyTuple,
+    KeyValue, NULL_KEY,
+};
 use super::ordinal::{floor_millis, Ordinal};
 use super::spec::{Layout, SequenceSpec, SpecError, StageRole};
 
-/// A join key shared between the matcher's maps without copying its values.
-type SharedKey = Arc<[KeyValue]>;
+/// A join key as the matcher's maps hold it: interned ids, inline for up to four fields.
+type SharedKey = KeyTuple;
+
+/// A map keyed by key tuples; their ids are the matcher's own, so a fast hash is safe.
+type KeyMap<V> = HashMap<KeyTuple, V, FxBuildHasher>;
+
+/// The interner is compacted when it holds this many values, and then whenever it has doubled.
+const MIN_COMPACTION: usize = 1 << 16;
 
 /// One stage an event is a hit of, with its key field values for that stage.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +157,14 @@ pub enum MatchError {
         /// The candidate's ordinal.
         at: Ordinal,
     },
+    /// A key id the matcher's [`KeyInterner`] did not give (see [`Matcher::interner`]).
+    #[error("candidate at {at} carries key id {id}, which this matcher's interner did not give")]
+    UnknownKeyId {
+        /// The offending id.
+        id: u32,
+        /// The candidate's ordinal.
+        at: Ordinal,
+    },
     /// ES builds a `term` query per key for missing-event checks and `TermQueryBuilder` rejects
     /// a null value ("value cannot be null"), so the whole ES search fails.
     #[error("sequence ending at {at} has a null (optional) join key and needs a missing-event check; Elasticsearch fails such a search")]
@@ -195,7 +211,7 @@ struct Awaiting<T> {
 /// Timestamps of events that matched leading/middle missing-event stages, per key and stage.
 #[derive(Debug, Default)]
 struct EvidenceLog {
-    by_key: HashMap<SharedKey, Vec<VecDeque<i64>>>,
+    by_key: KeyMap<Vec<VecDeque<i64>>>,
     /// Every kept timestamp in arrival (= ascending) order, for expiry.
     arrival: VecDeque<(i64, usize, SharedKey)>,
 }
@@ -229,7 +245,7 @@ impl EvidenceLog {
         }
     }
 
-    fn timestamps(&self, stage: usize, key: &[KeyValue]) -> Option<&VecDeque<i64>> {
+    fn timestamps(&self, stage: usize, key: &KeyTuple) -> Option<&VecDeque<i64>> {
         self.by_key.get(key).map(|per_stage| &per_stage[stage])
     }
 
@@ -243,12 +259,20 @@ impl EvidenceLog {
 pub struct Matcher<T> {
     layout: Layout,
     cap: usize,
-    keys: HashMap<SharedKey, KeyState<T>>,
+    keys: KeyMap<KeyState<T>>,
+    /// Ids of the key values; the maps above hold ids only.
+    interner: KeyInterner,
+    /// Interner size that triggers the next compaction.
+    next_compaction: usize,
+    /// Scratch for [`Matcher::push`]'s conversion and for tuple expansion, reused.
+    scratch_keys: CandidateKeys,
+    scratch_tuples: Vec<KeyTuple>,
+    scratch_order: Vec<(usize, usize)>,
     /// (first-event timestamp, key) per pending sequence, ascending, for maxspan expiry.
     expiry: VecDeque<(i64, SharedKey)>,
     evidence: EvidenceLog,
     awaiting: BTreeMap<u64, Awaiting<T>>,
-    awaiting_by_key: HashMap<SharedKey, Vec<u64>>,
+    awaiting_by_key: KeyMap<Vec<u64>>,
     awaiting_due: BinaryHeap<Reverse<(i64, u64)>>,
     next_awaiting_id: u64,
     /// Kept completed sequences by last ordinal: ES's `TreeSet<Sequence>`, bounded by the cap.
@@ -263,6 +287,13 @@ pub struct Matcher<T> {
 /// ES's `exceedsMaxSpan`: `to - from > maxspan`, so a span of exactly maxspan still matches.
 fn exceeds_maxspan(maxspan_ns: Option<i64>, from_ns: i64, to_ns: i64) -> bool {
     maxspan_ns.is_some_and(|maxspan| i128::from(to_ns) - i128::from(from_ns) > i128::from(maxspan))
+}
+
+/// `map` with every key's ids mapped through `remap`.
+fn remap_map<V>(map: KeyMap<V>, remap: &[Option<u32>]) -> KeyMap<V> {
+    map.into_iter()
+        .map(|(key, v)| (key.remapped(remap), v))
+        .collect()
 }
 
 /// What happened when a later-stage hit looked for a pending sequence.
@@ -280,11 +311,16 @@ impl<T: Clone> Matcher<T> {
         Ok(Matcher {
             layout: Layout::new(&spec)?,
             cap: max_sequences,
-            keys: HashMap::new(),
+            keys: KeyMap::default(),
+            interner: KeyInterner::new(),
+            next_compaction: MIN_COMPACTION,
+            scratch_keys: CandidateKeys::default(),
+            scratch_tuples: Vec::new(),
+            scratch_order: Vec::new(),
             expiry: VecDeque::new(),
             evidence: EvidenceLog::default(),
             awaiting: BTreeMap::new(),
-            awaiting_by_key: HashMap::new(),
+            awaiting_by_key: KeyMap::default(),
             awaiting_due: BinaryHeap::new(),
             next_awaiting_id: 0,
             completed: BTreeMap::new(),
@@ -304,46 +340,134 @@ impl<T: Clone> Matcher<T> {
     /// should be dropped (input errors are detected before any state changes, except
     /// [`MatchError::NullKeyInMissingEventCheck`], which ES also raises mid-search).
     pub fn push(&mut self, candidate: Candidate<T>) -> Result<(), MatchError> {
-        self.check_input(&candidate)?;
-        let now_ns = candidate.ordinal.timestamp_ns;
+        let mut keys = std::mem::take(&mut self.scratch_keys);
+        keys.clear();
+        for membership in &candidate.stages {
+            Self::intern_fields(
+                &mut self.interner,
+                &mut keys,
+                KeyTarget::Stage(membership.stage),
+                &membership.key_fields,
+            );
+        }
+        if let Some(fields) = &candidate.until {
+            Self::intern_fields(&mut self.interner, &mut keys, KeyTarget::Until, fields);
+        }
+        let result = self.push_keys(candidate.ordinal, candidate.payload, &keys);
+        self.scratch_keys = keys;
+        result
+    }
+
+    fn intern_fields(
+        interner: &mut KeyInterner,
+        keys: &mut CandidateKeys,
+        target: KeyTarget,
+        fields: &KeyFields,
+    ) {
+        keys.begin(target);
+        for values in fields {
+            for value in values {
+                // Values are kept as given (a repeated value is expanded twice, as ES would).
+                keys.push_value_unchecked(interner.id(value));
+            }
+            keys.end_field();
+        }
+        keys.commit();
+    }
+
+    /// The interner whose ids [`Matcher::push_keys`] takes.
+    pub fn interner(&mut self) -> &mut KeyInterner {
+        &mut self.interner
+    }
+
+    /// [`Matcher::push`] with the event's key values as ids from [`Matcher::interner`]:
+    /// the same matching without allocating per event. `keys` lists every stage the event
+    /// is a hit of (in any order) and its `until` keys, if it is an `until` hit.
+    pub fn push_keys(
+        &mut self,
+        ordinal: Ordinal,
+        payload: T,
+        keys: &CandidateKeys,
+    ) -> Result<(), MatchError> {
+        self.check_input(&ordinal, keys)?;
+        let now_ns = ordinal.timestamp_ns;
         self.advance_clock(now_ns);
         self.stats.candidates += 1;
 
         // ES runs one query per stage and matches stage 0's hits before stage 1's, and so on.
-        let mut memberships: Vec<&StageMatch> = candidate.stages.iter().collect();
-        memberships.sort_by_key(|m| m.stage);
-        for membership in memberships {
-            let stage = membership.stage;
-            for key in expand_join_keys(&membership.key_fields) {
-                match self.layout.roles[stage] {
+        let mut order = std::mem::take(&mut self.scratch_order);
+        order.clear();
+        order.extend(
+            keys.entries()
+                .enumerate()
+                .filter_map(|(i, (target, _))| match target {
+                    KeyTarget::Stage(stage) => Some((stage, i)),
+                    KeyTarget::Until => None,
+                }),
+        );
+        if order.windows(2).any(|w| w[0].0 > w[1].0) {
+            order.sort_by_key(|&(stage, _)| stage);
+        }
+        let mut tuples = std::mem::take(&mut self.scratch_tuples);
+        let mut result = Ok(());
+        for &(stage, i) in &order {
+            let fields = keys.entry_fields(i);
+            tuples.clear();
+            fields.expand_into(&mut tuples);
+            for key in tuples.drain(..) {
+                let step = match self.layout.roles[stage] {
                     StageRole::Positive if stage == self.layout.first_positive => {
-                        self.start_sequence(key, &candidate)?;
+                        self.start_sequence(key, &ordinal, &payload)
                     }
-                    StageRole::Positive => self.advance_sequence(stage, key, &candidate)?,
+                    StageRole::Positive => self.advance_sequence(stage, key, &ordinal, &payload),
                     StageRole::LeadingMissing | StageRole::MiddleMissing { .. } => {
                         let stages = self.layout.stage_count();
-                        self.evidence.record(stages, stage, Arc::from(key), now_ns);
+                        self.evidence.record(stages, stage, key, now_ns);
+                        Ok(())
                     }
-                    StageRole::TrailingMissing => self.trailing_evidence(&key, now_ns),
+                    StageRole::TrailingMissing => {
+                        self.trailing_evidence(&key, now_ns);
+                        Ok(())
+                    }
+                };
+                if let Err(e) = step {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            for (target, fields) in keys.entries() {
+                if target != KeyTarget::Until {
+                    continue;
+                }
+                tuples.clear();
+                fields.expand_into(&mut tuples);
+                for key in tuples.drain(..) {
+                    // KeyToSequences.until ignores keys without in-flight state; a key without
+                    // pending sequences here can only get sequences that start after this marker.
+                    if let Some(state) = self.keys.get_mut(&key) {
+                        if state.until.is_none() {
+                            self.stats.until_markers_now += 1;
+                        }
+                        state.until = Some(ordinal.clone());
+                    }
                 }
             }
         }
+        tuples.clear();
+        self.scratch_tuples = tuples;
+        self.scratch_order = order;
+        result?;
 
-        if let Some(fields) = &candidate.until {
-            for key in expand_join_keys(fields) {
-                // KeyToSequences.until ignores keys without in-flight state; a key without pending
-                // sequences here can only get sequences that start after this marker.
-                if let Some(state) = self.keys.get_mut(key.as_slice()) {
-                    if state.until.is_none() {
-                        self.stats.until_markers_now += 1;
-                    }
-                    state.until = Some(candidate.ordinal.clone());
-                }
-            }
-        }
-
-        self.last_ordinal = Some(candidate.ordinal);
+        self.last_ordinal = Some(ordinal);
         self.refresh_gauges();
+        if self.interner.len() >= self.next_compaction {
+            self.compact_interner();
+        }
         Ok(())
     }
 
@@ -365,8 +489,7 @@ impl<T: Clone> Matcher<T> {
         }
     }
 
-    fn check_input(&mut self, candidate: &Candidate<T>) -> Result<(), MatchError> {
-        let at = &candidate.ordinal;
+    fn check_input(&mut self, at: &Ordinal, keys: &CandidateKeys) -> Result<(), MatchError> {
         if let Some(previous) = &self.last_ordinal {
             if at <= previous {
                 return Err(MatchError::OutOfOrder {
@@ -382,9 +505,18 @@ impl<T: Clone> Matcher<T> {
             }
         }
         let stages = self.layout.stage_count();
-        let mut seen = vec![false; stages];
-        for membership in &candidate.stages {
-            let stage = membership.stage;
+        // One bit per stage seen; sequences longer than 128 stages fall back to a list.
+        let mut seen_bits: u128 = 0;
+        let mut seen_list: Vec<usize> = Vec::new();
+        let mut has_until = false;
+        for (target, fields) in keys.entries() {
+            let stage = match target {
+                KeyTarget::Stage(stage) => stage,
+                KeyTarget::Until => {
+                    has_until = true;
+                    continue;
+                }
+            };
             if stage >= stages {
                 return Err(MatchError::UnknownStage {
                     stage,
@@ -392,18 +524,47 @@ impl<T: Clone> Matcher<T> {
                     at: at.clone(),
                 });
             }
-            if std::mem::replace(&mut seen[stage], true) {
+            let repeated = if stage < 128 {
+                let bit = 1u128 << stage;
+                let repeated = seen_bits & bit != 0;
+                seen_bits |= bit;
+                repeated
+            } else if seen_list.contains(&stage) {
+                true
+            } else {
+                seen_list.push(stage);
+                false
+            };
+            if repeated {
                 return Err(MatchError::DuplicateStage {
                     stage,
                     at: at.clone(),
                 });
             }
+            self.check_ids(at, fields)?;
         }
-        if candidate.until.is_some() && !self.layout.has_until {
-            return Err(MatchError::UntilWithoutClause { at: at.clone() });
+        if has_until {
+            if !self.layout.has_until {
+                return Err(MatchError::UntilWithoutClause { at: at.clone() });
+            }
+            for (target, fields) in keys.entries() {
+                if target == KeyTarget::Until {
+                    self.check_ids(at, fields)?;
+                }
+            }
         }
         if tiebreaker_kind.is_some() {
             self.tiebreaker_kind = tiebreaker_kind;
+        }
+        Ok(())
+    }
+
+    fn check_ids(&self, at: &Ordinal, fields: EntryFields<'_>) -> Result<(), MatchError> {
+        let known = self.interner.len();
+        for i in 0..fields.len() {
+            if let Some(&id) = fields.field(i).iter().find(|&&id| id as usize >= known) {
+                return Err(MatchError::UnknownKeyId { id, at: at.clone() });
+            }
         }
         Ok(())
     }
@@ -466,7 +627,7 @@ impl<T: Clone> Matcher<T> {
         }
     }
 
-    fn remove_key(&mut self, key: &[KeyValue]) {
+    fn remove_key(&mut self, key: &KeyTuple) {
         if let Some(state) = self.keys.remove(key) {
             if state.until.is_some() {
                 self.stats.until_markers_now -= 1;
@@ -478,24 +639,24 @@ impl<T: Clone> Matcher<T> {
     /// single positive stage, `tryComplete`.
     fn start_sequence(
         &mut self,
-        key: Vec<KeyValue>,
-        candidate: &Candidate<T>,
+        key: KeyTuple,
+        ordinal: &Ordinal,
+        payload: &T,
     ) -> Result<(), MatchError> {
         let stages = self.layout.stage_count();
         let first = self.layout.first_positive;
-        let timestamp_ns = candidate.ordinal.timestamp_ns;
+        let timestamp_ns = ordinal.timestamp_ns;
         let mut sequence = InFlight {
             start_ns: timestamp_ns,
-            last: candidate.ordinal.clone(),
+            last: ordinal.clone(),
             timestamps: vec![0; stages],
             events: vec![None; stages],
         };
         sequence.timestamps[first] = timestamp_ns;
-        sequence.events[first] = Some(candidate.payload.clone());
+        sequence.events[first] = Some(payload.clone());
         if first == self.layout.last_positive {
             return self.try_complete(key, sequence);
         }
-        let key: SharedKey = Arc::from(key);
         let state = self.keys.entry(key.clone()).or_insert_with(|| KeyState {
             groups: (0..stages).map(|_| VecDeque::new()).collect(),
             pending: 0,
@@ -514,18 +675,18 @@ impl<T: Clone> Matcher<T> {
     fn advance_sequence(
         &mut self,
         stage: usize,
-        key: Vec<KeyValue>,
-        candidate: &Candidate<T>,
+        key: KeyTuple,
+        hit: &Ordinal,
+        payload: &T,
     ) -> Result<(), MatchError> {
         let Some(previous) = self.layout.previous_positive[stage] else {
             return Ok(());
         };
-        let hit = &candidate.ordinal;
         let maxspan_ns = self.layout.maxspan_ns;
         let exceeds = |start_ns: i64| exceeds_maxspan(maxspan_ns, start_ns, hit.timestamp_ns);
         let is_last = stage == self.layout.last_positive;
 
-        let Some(state) = self.keys.get_mut(key.as_slice()) else {
+        let Some(state) = self.keys.get_mut(&key) else {
             self.stats.ignored += 1;
             return Ok(());
         };
@@ -557,7 +718,7 @@ impl<T: Clone> Matcher<T> {
             Some(mut sequence) => {
                 sequence.last = hit.clone();
                 sequence.timestamps[stage] = hit.timestamp_ns;
-                sequence.events[stage] = Some(candidate.payload.clone());
+                sequence.events[stage] = Some(payload.clone());
                 if is_last {
                     Advance::Complete(sequence)
                 } else {
@@ -579,11 +740,7 @@ impl<T: Clone> Matcher<T> {
 
     /// `SequenceMatcher.tryComplete` plus, for sequences with missing-event stages,
     /// `TumblingWindow.checkMissingEvents`.
-    fn try_complete(
-        &mut self,
-        key: Vec<KeyValue>,
-        sequence: InFlight<T>,
-    ) -> Result<(), MatchError> {
+    fn try_complete(&mut self, key: KeyTuple, sequence: InFlight<T>) -> Result<(), MatchError> {
         // `completed` (and `toCheckForMissing`) are TreeSets ordered by the last ordinal: a second
         // sequence ending on the same event compares equal and is not added.
         if self.last_claimed.as_ref() == Some(&sequence.last) {
@@ -595,7 +752,7 @@ impl<T: Clone> Matcher<T> {
             self.accept(&key, sequence);
             return Ok(());
         }
-        if key.contains(&KeyValue::Null) {
+        if key.ids().contains(&NULL_KEY) {
             return Err(MatchError::NullKeyInMissingEventCheck { at: sequence.last });
         }
 
@@ -657,7 +814,6 @@ impl<T: Clone> Matcher<T> {
         };
         let id = self.next_awaiting_id;
         self.next_awaiting_id += 1;
-        let key: SharedKey = Arc::from(key);
         self.awaiting_by_key
             .entry(key.clone())
             .or_default()
@@ -676,7 +832,7 @@ impl<T: Clone> Matcher<T> {
 
     /// An event of a trailing missing-event stage: for every waiting sequence of the key that
     /// ended in an earlier millisecond (`range.gt(last ms)`), this is the first trailing event.
-    fn trailing_evidence(&mut self, key: &[KeyValue], timestamp_ns: i64) {
+    fn trailing_evidence(&mut self, key: &KeyTuple, timestamp_ns: i64) {
         let Some(ids) = self.awaiting_by_key.get_mut(key) else {
             return;
         };
@@ -706,7 +862,7 @@ impl<T: Clone> Matcher<T> {
         }
     }
 
-    fn forget_awaiting_id(&mut self, key: &[KeyValue], id: u64) {
+    fn forget_awaiting_id(&mut self, key: &KeyTuple, id: u64) {
         if let Some(ids) = self.awaiting_by_key.get_mut(key) {
             ids.retain(|other| *other != id);
             if ids.is_empty() {
@@ -716,10 +872,15 @@ impl<T: Clone> Matcher<T> {
     }
 
     /// Adds a sequence to the kept set, evicting the oldest beyond the cap (ES tail `Limit.view`).
-    fn accept(&mut self, key: &[KeyValue], sequence: InFlight<T>) {
+    fn accept(&mut self, key: &KeyTuple, sequence: InFlight<T>) {
         self.stats.completed += 1;
+        let join_keys = key
+            .ids()
+            .iter()
+            .map(|&id| self.interner.value(id).cloned().unwrap_or(KeyValue::Null))
+            .collect();
         let completed = CompletedSequence {
-            join_keys: key.to_vec(),
+            join_keys,
             ordinal: sequence.last.clone(),
             events: sequence.events,
         };
@@ -728,6 +889,43 @@ impl<T: Clone> Matcher<T> {
             self.completed.pop_first();
             self.stats.dropped_by_cap += 1;
         }
+    }
+
+    /// Forgets key values no state refers to any more, so the interner stays as bounded as
+    /// the pending state (maxspan expiry drops keys; their values would otherwise stay).
+    fn compact_interner(&mut self) {
+        let mut keep = vec![false; self.interner.len()];
+        let mut mark = |key: &KeyTuple| {
+            for &id in key.ids() {
+                if let Some(k) = keep.get_mut(id as usize) {
+                    *k = true;
+                }
+            }
+        };
+        self.keys.keys().for_each(&mut mark);
+        self.expiry.iter().for_each(|(_, key)| mark(key));
+        self.evidence.by_key.keys().for_each(&mut mark);
+        self.evidence
+            .arrival
+            .iter()
+            .for_each(|(_, _, key)| mark(key));
+        self.awaiting.values().for_each(|a| mark(&a.key));
+        self.awaiting_by_key.keys().for_each(&mut mark);
+        let (fresh, remap) = self.interner.compacted(&keep);
+        self.keys = remap_map(std::mem::take(&mut self.keys), &remap);
+        self.evidence.by_key = remap_map(std::mem::take(&mut self.evidence.by_key), &remap);
+        self.awaiting_by_key = remap_map(std::mem::take(&mut self.awaiting_by_key), &remap);
+        for (_, key) in &mut self.expiry {
+            *key = key.remapped(&remap);
+        }
+        for (_, _, key) in &mut self.evidence.arrival {
+            *key = key.remapped(&remap);
+        }
+        for awaiting in self.awaiting.values_mut() {
+            awaiting.key = awaiting.key.remapped(&remap);
+        }
+        self.interner = fresh;
+        self.next_compaction = (self.interner.len() * 2).max(MIN_COMPACTION);
     }
 
     fn refresh_gauges(&mut self) {
@@ -739,5 +937,85 @@ impl<T: Clone> Matcher<T> {
             .peak_awaiting_missing_check
             .max(stats.awaiting_missing_check_now);
         stats.peak_evidence = stats.peak_evidence.max(stats.evidence_now);
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+    use crate::correlate::StageSpec;
+
+    /// A stream over rotating keys with every kind of keyed state (pending sequences, until
+    /// markers, leading/middle evidence, sequences awaiting a trailing check); returns the
+    /// outcome and how many values the interner held at the end.
+    fn run(spec: &SequenceSpec, compact_every: Option<usize>) -> (MatchOutcome<u64>, usize) {
+        let mut matcher = Matcher::new(spec.clone(), 50).expect("valid spec");
+        if let Some(every) = compact_every {
+            matcher.next_compaction = every;
+        }
+        const MS: i64 = 1_000_000;
+        for i in 0..4_000u64 {
+            let key = |shift: u64| {
+                vec![
+                    vec![KeyValue::str(&format!("h{}", (i / 30 + shift) % 3))],
+                    vec![KeyValue::str(&format!("e{}", i / 10 + shift))],
+                ]
+            };
+            let stages = (0..spec.stages.len())
+                .filter(|s| (i + *s as u64 * 3) % 4 == 0 || (i * 7 + *s as u64) % 5 == 1)
+                .map(|stage| StageMatch {
+                    stage,
+                    key_fields: key(0),
+                })
+                .collect();
+            let until = (spec.has_until && i % 11 == 0).then(|| key(2));
+            matcher
+                .push(Candidate {
+                    ordinal: Ordinal::new(i as i64 * 300 * MS, i),
+                    payload: i,
+                    stages,
+                    until,
+                })
+                .expect("ascending stream");
+            if let Some(every) = compact_every {
+                // Compact far more often than the production threshold would.
+                matcher.next_compaction =
+                    matcher.next_compaction.min(matcher.interner.len() + every);
+            }
+        }
+        let interned = matcher.interner.len();
+        (matcher.finish(), interned)
+    }
+
+    /// Forgetting unreferenced key values and renumbering the rest changes no outcome.
+    #[test]
+    fn compacting_the_interner_changes_no_outcome() {
+        for stages in [
+            vec![false, false, false],
+            vec![true, false, true, false],
+            vec![false, true, false, true],
+        ] {
+            let spec = SequenceSpec {
+                stages: stages
+                    .iter()
+                    .map(|&missing| StageSpec { missing })
+                    .collect(),
+                maxspan_ns: Some(5_000_000_000),
+                has_until: true,
+            };
+            let (plain, plain_interned) = run(&spec, None);
+            let (compacted, compacted_interned) = run(&spec, Some(8));
+            assert!(
+                plain.stats.completed + plain.stats.rejected_missing > 0,
+                "{stages:?}: {:?}",
+                plain.stats
+            );
+            assert!(
+                compacted_interned < plain_interned / 10,
+                "{stages:?}: no compaction ({compacted_interned} of {plain_interned} values kept)"
+            );
+            assert_eq!(plain.sequences, compacted.sequences, "{stages:?}");
+            assert_eq!(plain.stats, compacted.stats, "{stages:?}");
+        }
     }
 }

@@ -11,7 +11,10 @@ pub mod matcher;
 pub mod ordinal;
 pub mod spec;
 
-pub use key::{expand_join_keys, KeyFields, KeyValue};
+pub use key::{
+    expand_join_keys, CandidateKeys, EntryFields, KeyFields, KeyId, KeyInterner, KeyTarget,
+    KeyTuple, KeyValue, NULL_KEY,
+};
 pub use matcher::{
     Candidate, CompletedSequence, MatchError, MatchOutcome, MatchStats, Matcher, StageMatch,
 };

@@ -30,7 +30,7 @@ use super::ast::{self, CmpOp, ExprKind, Function, Literal, PatternKind, Span};
 use super::functions::{self, Arith, EvalError};
 use super::value::{
     compare_numbers, eq_ci, indexed_scalar, ip_to_u128, parse_cidr, script_compare, starts_with_ci,
-    FieldType, FieldTypes, Val,
+    utf16_len, FieldType, FieldTypes, Val,
 };
 use crate::event::{parse_iso_timestamp, Document, FieldPlan, UNBOUND_SLOT};
 
@@ -97,6 +97,16 @@ pub(crate) struct Leaf {
     pub slot: usize,
     pub ty: Option<FieldType>,
     pub test: LeafTest,
+    /// Set on the evaluated copy of a case-sensitive `term`/`terms` leaf on a keyword (or
+    /// untyped) field: see [`keyword_terms`].
+    pub fast: Option<KeywordTerms>,
+}
+
+/// The string terms of a leaf (see [`keyword_terms`]) and the field's `ignore_above`.
+#[derive(Debug, Clone)]
+pub(crate) struct KeywordTerms {
+    terms: Vec<String>,
+    ignore_above: Option<u32>,
 }
 
 /// What a field query tests on each indexed value.
@@ -176,6 +186,42 @@ enum Call {
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
     pred: Pred,
+    /// `pred` with nested `and`s and `or`s spliced into their parents (`a and b and c`
+    /// parses as `(a and b) and c`): the same operands in the same order, so the same
+    /// short-circuits and the same script errors, with less recursion per event.
+    flat: Pred,
+}
+
+/// `pred` with every `And` inside an `And` (and `Or` inside an `Or`) spliced into its parent,
+/// keeping operand order.
+fn flattened(pred: &Pred) -> Pred {
+    fn splice(ps: &[Pred], and: bool, out: &mut Vec<Pred>) {
+        for p in ps {
+            match p {
+                Pred::And(inner) if and => splice(inner, and, out),
+                Pred::Or(inner) if !and => splice(inner, and, out),
+                other => out.push(flattened(other)),
+            }
+        }
+    }
+    match pred {
+        Pred::And(ps) => {
+            let mut out = Vec::with_capacity(ps.len());
+            splice(ps, true, &mut out);
+            Pred::And(out)
+        }
+        Pred::Or(ps) => {
+            let mut out = Vec::with_capacity(ps.len());
+            splice(ps, false, &mut out);
+            Pred::Or(out)
+        }
+        Pred::Not(p) => Pred::Not(Box::new(flattened(p))),
+        Pred::Leaf(leaf) => Pred::Leaf(Leaf {
+            fast: keyword_terms(leaf),
+            ..leaf.clone()
+        }),
+        other => other.clone(),
+    }
 }
 
 impl CompiledFilter {
@@ -191,6 +237,7 @@ impl CompiledFilter {
                     field: opts.event_category_field.clone(),
                     slot: UNBOUND_SLOT,
                     ty: opts.field_types.get(&opts.event_category_field),
+                    fast: None,
                     test: LeafTest::Term {
                         value: Val::Str(Cow::Owned(category.clone())),
                         case_insensitive: false,
@@ -199,14 +246,17 @@ impl CompiledFilter {
                 condition,
             ]),
         };
-        Ok(Self { pred })
+        Ok(Self::new(pred))
+    }
+
+    fn new(pred: Pred) -> Self {
+        let flat = flattened(&pred);
+        Self { pred, flat }
     }
 
     /// Compiles a bare condition (no category test).
     pub fn compile_condition(expr: &ast::Expr, opts: &EvalOptions) -> Result<Self, CompileError> {
-        Ok(Self {
-            pred: Compiler { opts }.pred(expr)?,
-        })
+        Ok(Self::new(Compiler { opts }.pred(expr)?))
     }
 
     /// Whether ES would return `source` for this filter. A script failure (which would fail
@@ -218,13 +268,14 @@ impl CompiledFilter {
     /// Like [`CompiledFilter::matches`] but reports script failures (overflow, division by
     /// zero, a bad `number()` input …), on which ES fails the whole search.
     pub fn try_matches<D: Document + ?Sized>(&self, source: &D) -> Result<bool, EvalError> {
-        eval_pred(&self.pred, source)
+        eval_pred(&self.flat, source)
     }
 
     /// Gives every field the filter reads its slot in `plan` (adding the field if new), so a
     /// [`crate::event::FlatEvent`] decoded for that plan finds it without comparing paths.
     pub fn bind_slots(&mut self, plan: &mut FieldPlan) {
         bind_pred(&mut self.pred, plan);
+        bind_pred(&mut self.flat, plan);
     }
 
     /// Every field the filter reads, sorted and de-duplicated.
@@ -369,6 +420,7 @@ impl Compiler<'_> {
             slot: UNBOUND_SLOT,
             ty: self.opts.field_types.get(&field.path),
             test,
+            fast: None,
         })
     }
 
@@ -1245,8 +1297,55 @@ fn eval_pred<D: Document + ?Sized>(pred: &Pred, source: &D) -> Result<bool, Eval
     }
 }
 
+/// The string terms a case-sensitive `term`/`terms` leaf on a keyword (or untyped) field
+/// compares a `_source` string with: for such a string the general path ends in a byte
+/// comparison with the literal's string form, so this answers the same without converting.
+fn keyword_terms(leaf: &Leaf) -> Option<KeywordTerms> {
+    let ignore_above = match leaf.ty {
+        None => None,
+        Some(FieldType::Keyword { ignore_above }) => ignore_above,
+        Some(_) => return None,
+    };
+    fn as_str(lit: &Lit) -> Option<String> {
+        match lit {
+            Val::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+    let terms = match &leaf.test {
+        LeafTest::Term {
+            value,
+            case_insensitive: false,
+        } => vec![as_str(value)?],
+        LeafTest::Terms(values) => values.iter().map(as_str).collect::<Option<Vec<_>>>()?,
+        _ => return None,
+    };
+    Some(KeywordTerms {
+        terms,
+        ignore_above,
+    })
+}
+
 fn leaf_matches<D: Document + ?Sized>(leaf: &Leaf, source: &D) -> bool {
-    source.field(&leaf.field, leaf.slot).any(|raw| {
+    if let Some(fast) = &leaf.fast {
+        return source.field(&leaf.field, leaf.slot).any(|raw| match raw {
+            crate::event::Scalar::Str(s) => {
+                // `indexed_scalar`: a keyword over `ignore_above` UTF-16 units is not indexed.
+                let indexed = fast.ignore_above.is_none_or(|limit| {
+                    s.len() <= limit as usize || utf16_len(s) <= limit as usize
+                });
+                indexed && fast.terms.iter().any(|t| t.as_bytes() == s.as_bytes())
+            }
+            other => leaf_value_matches(leaf, other),
+        });
+    }
+    source
+        .field(&leaf.field, leaf.slot)
+        .any(|raw| leaf_value_matches(leaf, raw))
+}
+
+fn leaf_value_matches(leaf: &Leaf, raw: crate::event::Scalar<'_>) -> bool {
+    {
         let Some(v) = indexed_scalar(raw, leaf.ty) else {
             return false;
         };
@@ -1287,7 +1386,7 @@ fn leaf_matches<D: Document + ?Sized>(leaf: &Leaf, source: &D) -> bool {
                 _ => false,
             },
         }
-    })
+    }
 }
 
 /// A literal converted to a number for a numeric field (ES parses `"7"` for a long field).
@@ -1542,5 +1641,77 @@ impl SExpr {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use crate::eql::parser::parse;
+    use proptest::prelude::*;
+
+    fn filter(query: &str, types: &FieldTypes) -> CompiledFilter {
+        let ast::Query::Event(f) = parse(query).expect("query parses") else {
+            panic!("an event query");
+        };
+        let opts = EvalOptions {
+            event_category_field: "event.category".into(),
+            field_types: types.clone(),
+        };
+        CompiledFilter::compile(&f, &opts).expect("query compiles")
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::from("node")),
+            Just(Value::from("install")),
+            Just(Value::from("Node")),
+            Just(Value::from("exec")),
+            Just(Value::from("7")),
+            Just(Value::from(7)),
+            Just(Value::from(true)),
+            Just(Value::from("true")),
+            Just(Value::Null),
+            // Over an ignore_above of 4 in bytes, and in UTF-16 units or not.
+            Just(Value::from("nodes")),
+            Just(Value::from("nöd")),
+            Just(Value::from("ñöñöñ")),
+        ]
+    }
+
+    fn field() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            scalar(),
+            prop::collection::vec(scalar(), 0..4).prop_map(Value::Array),
+        ]
+    }
+
+    proptest! {
+        /// The evaluated copy (nested `and`/`or` spliced, keyword terms compared as bytes)
+        /// answers exactly as the compiled tree evaluated as it is.
+        #[test]
+        fn the_evaluated_copy_answers_as_the_compiled_tree(
+            a in field(), b in field(), c in field(), category in field(), keyword in any::<bool>()
+        ) {
+            let mut types = FieldTypes::new();
+            if keyword {
+                types.insert("a", FieldType::Keyword { ignore_above: Some(4) });
+                types.insert("b", FieldType::Keyword { ignore_above: None });
+            }
+            let doc = serde_json::json!({"event": {"category": category}, "a": a, "b": b, "c": c});
+            for query in [
+                r#"process where a == "node" and b in ("install", "7", "true") and c == "exec""#,
+                r#"any where a == "node" or b == "nöd" or (c in ("exec", "ñöñöñ") and a != "x")"#,
+                r#"any where not (a == "nodes" and b == "install") or c : "NODE""#,
+                r#"any where a == 7 and b == true or c == "7""#,
+            ] {
+                let f = filter(query, &types);
+                prop_assert_eq!(
+                    eval_pred(&f.flat, &doc).ok(),
+                    eval_pred(&f.pred, &doc).ok(),
+                    "{} on {}", query, doc
+                );
+            }
+        }
     }
 }

@@ -202,7 +202,8 @@ pub fn indexed_scalar(v: Scalar<'_>, ty: Option<FieldType>) -> Option<Val<'_>> {
                 Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
             };
             match ignore_above {
-                Some(limit) if utf16_len(&s) > limit as usize => None,
+                // UTF-16 units never outnumber UTF-8 bytes: short strings skip the count.
+                Some(limit) if s.len() > limit as usize && utf16_len(&s) > limit as usize => None,
                 _ => Some(Val::Str(s)),
             }
         }
