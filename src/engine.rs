@@ -420,7 +420,31 @@ impl CompiledRule {
         let Some(filter) = stages.get(stage) else {
             return Ok(None);
         };
-        self.key_fields(doc, filter, &mut HashSet::new())
+        let mut interner = KeyInterner::new();
+        let mut keys = CandidateKeys::default();
+        if !self.push_key_fields(
+            doc,
+            filter,
+            KeyTarget::Stage(stage),
+            &mut interner,
+            &mut keys,
+        )? {
+            return Ok(None);
+        }
+        let Some((_, fields)) = keys.entries().next() else {
+            return Ok(None);
+        };
+        Ok(Some(
+            (0..fields.len())
+                .map(|i| {
+                    fields
+                        .field(i)
+                        .iter()
+                        .map(|&id| interner.value(id).cloned().unwrap_or(KeyValue::Null))
+                        .collect()
+                })
+                .collect(),
+        ))
     }
 
     /// Whether `doc` matches sequence stage `stage`'s filter, as the correlator evaluates it

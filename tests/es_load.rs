@@ -233,7 +233,11 @@ async fn a_window_of_candidates_yields_exactly_the_planted_sequences() {
         (c.events_fetched, c.candidates, c.bad_events),
         (TOTAL as u64, TOTAL as u64, 0)
     );
-    assert_eq!(c.pages, TOTAL.div_ceil(page_size) as u64, "{page_size} hits a page");
+    assert_eq!(
+        c.pages,
+        TOTAL.div_ceil(page_size) as u64,
+        "{page_size} hits a page"
+    );
     assert_eq!(
         (c.sequences, c.sequences_dropped),
         (SEQUENCES as u64, 0),

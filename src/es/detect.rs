@@ -774,15 +774,9 @@ impl EsClient {
         check_name("index", index)?;
         let operation = format!("PUT {index}/_doc/{id}");
         let path = format!("/{index}/_doc/{}", encode_id(id));
-        self.call_ok(
-            &operation,
-            Method::Put,
-            &path,
-            &[],
-            Some(doc.to_string()),
-        )
-        .await
-        .map(drop)
+        self.call_ok(&operation, Method::Put, &path, &[], Some(doc.to_string()))
+            .await
+            .map(drop)
     }
 
     /// Documents of `index` matching `query`, newest first by `sort_field`, at most `size`.
