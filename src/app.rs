@@ -373,6 +373,7 @@ pub fn es_settings(config: &Config) -> Result<crate::es::EsSettings> {
     let mut settings = crate::es::EsSettings::new(es.url.clone());
     settings.request_timeout = es.request_timeout.0;
     settings.max_retries = es.max_retries;
+    settings.compress_responses = es.compress_responses;
     settings.auth = match (&secrets.api_key, &es.username, &secrets.password) {
         (Some(key), _, _) => Some(match key.expose_secret().split_once(':') {
             Some((id, k)) => crate::es::EsAuth::ApiKey { id: id.to_owned(), key: k.to_owned().into() },

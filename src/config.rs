@@ -226,6 +226,9 @@ pub struct EsConfig {
     /// Fetch a keyed sequence in two steps (stage 1's keys, then later stages restricted to
     /// them); `false` forces the single query over every stage.
     pub two_step_fetch: bool,
+    /// Ask Elasticsearch for gzip-compressed answers (Kibana's `elasticsearch.compression`,
+    /// off by default there too): fewer bytes, more CPU on the node and here.
+    pub compress_responses: bool,
 }
 
 impl Default for EsConfig {
@@ -241,6 +244,7 @@ impl Default for EsConfig {
             pit_keep_alive: HumanDuration::secs(120),
             max_retries: 5,
             two_step_fetch: true,
+            compress_responses: false,
         }
     }
 }

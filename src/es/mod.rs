@@ -81,6 +81,11 @@ pub struct EsSettings {
     pub max_retries: u32,
     /// The first backoff; each retry doubles it, up to [`MAX_BACKOFF`].
     pub retry_base: Duration,
+    /// Ask for gzip-compressed answers. Off, the client sends `Accept-Encoding: identity`:
+    /// compressing costs the node CPU, which next to the node is dearer than the bytes saved
+    /// (on one machine the one-query fetch of a 5M-event window took 5.8 s with gzip against
+    /// 5.1 s without, for 24 MB against 121 MB on the wire). Worth it across a slow link.
+    pub compress_responses: bool,
 }
 
 /// The longest wait between two attempts (a longer `Retry-After` is cut to it).
@@ -96,6 +101,7 @@ impl EsSettings {
             ca_pem: None,
             max_retries: 0,
             retry_base: Duration::from_millis(250),
+            compress_responses: false,
         }
     }
 }
@@ -162,6 +168,13 @@ impl EsClient {
         let display_url = url.as_str().trim_end_matches('/').to_owned();
         let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
             .timeout(settings.request_timeout);
+        if !settings.compress_responses {
+            // The HTTP stack adds `Accept-Encoding: gzip` only where the header is not set.
+            builder = builder.header(
+                elasticsearch::http::headers::ACCEPT_ENCODING,
+                elasticsearch::http::headers::HeaderValue::from_static("identity"),
+            );
+        }
         if let Some(auth) = &settings.auth {
             builder = builder.auth(credentials(auth)?);
         }

@@ -152,6 +152,28 @@ async fn health_is_parsed_and_sends_basic_auth() {
         .contains("authorization: basic "));
 }
 
+/// Compressed answers only when asked for: next to the node, gzip costs more CPU than the
+/// bytes it saves (`EsSettings::compress_responses`).
+#[tokio::test]
+async fn answers_are_uncompressed_unless_compression_is_asked_for() {
+    let body = r#"{"cluster_name":"c","status":"green","number_of_nodes":1,"timed_out":false}"#;
+    for (compress, expected) in [
+        (false, "accept-encoding: identity"),
+        (true, "accept-encoding: gzip"),
+    ] {
+        let (url, server) =
+            canned_server(vec![answer("200 OK", Some("application/json"), body)]).await;
+        let mut settings = EsSettings::new(url);
+        settings.compress_responses = compress;
+        let es = EsClient::connect(&settings).expect("connect");
+        es.health().await.expect("health");
+        let requests = server.await.expect("server");
+        let request = requests[0].to_ascii_lowercase();
+        assert!(request.contains(expected), "compress {compress}: {request}");
+        assert_eq!(request.matches("accept-encoding:").count(), 1, "{request}");
+    }
+}
+
 #[tokio::test]
 async fn http_errors_are_typed_and_carry_no_credentials() {
     let body = r#"{"error":{"root_cause":[],"type":"security_exception","reason":"unable to authenticate user [elastic] for REST request [/_cluster/health]"},"status":401}"#;
