@@ -216,8 +216,8 @@ pub struct EsConfig {
     /// Limit on each request, connection included (the client sets none by default).
     pub request_timeout: HumanDuration,
     /// Hits per search page. Every page runs the query again in the point in time, so fewer,
-    /// larger pages are faster: 5,000 took 0.57 of the time of 1,000 over a 5M-event window
-    /// (docs/benchmarks.md) at the same peak RSS.
+    /// larger pages are faster: 5,000 took 0.59 to 0.70 of the time of 1,000 over a 5M-event
+    /// window (docs/benchmarks.md), at about the same peak RSS.
     pub page_size: u32,
     /// How long a point in time stays open between two pages.
     pub pit_keep_alive: HumanDuration,
