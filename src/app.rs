@@ -118,12 +118,20 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .with_context(|| format!("reading {origin}"))?;
-    let read = crate::replay::scan_hits(&text, &origin, &compiled);
-    for bad in &read.bad_lines {
-        eprintln!("skipped {bad}");
-    }
-    let hits = read.hits.len();
-    let result = crate::replay::correlate_scanned(&compiled, read.hits, max)?;
+    // One pass when the export is already in order (the usual case); else scan, sort, correlate.
+    let (result, hits, bad_line_count) =
+        match crate::replay::correlate_sorted_text(&compiled, &text, max) {
+            Some((result, hits)) => (result, hits, 0),
+            None => {
+                let read = crate::replay::scan_hits(&text, &origin, &compiled);
+                for bad in &read.bad_lines {
+                    eprintln!("skipped {bad}");
+                }
+                let hits = read.hits.len();
+                let result = crate::replay::correlate_scanned(&compiled, read.hits, max)?;
+                (result, hits, read.bad_line_count)
+            }
+        };
     let stdout = std::io::stdout();
     crate::replay::write_detections(&mut stdout.lock(), &result, compiled.is_sequence())?;
     for bad in &result.stats.bad_event_samples {
@@ -132,7 +140,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let s = &result.stats;
     eprintln!(
         "replay: {hits} hits, {} lines skipped, {} candidates, {} bad events, {} detections, {} dropped by the cap of {max}",
-        read.bad_line_count, s.candidates, s.bad_events, s.detections, s.dropped_by_cap
+        bad_line_count, s.candidates, s.bad_events, s.detections, s.dropped_by_cap
     );
     Ok(ExitCode::SUCCESS)
 }

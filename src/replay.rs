@@ -394,6 +394,59 @@ impl<'de> serde::de::Visitor<'de> for StringOrSkip {
     }
 }
 
+/// [`scan_hits`] then [`correlate_scanned`] in one pass, for an export already in replay order
+/// (as Elasticsearch returns hits: by time). Each `_source` is decoded once, for the rule, and
+/// its place in the order read from that decode, instead of once for the sort and again for
+/// the rule. `None` as soon as the pass meets anything the two-pass path must decide: a hit
+/// that sorts before the one above it, a line that is not plainly a hit, a `_source` the flat
+/// decode hands to the tree, an error. The caller then runs the two-pass path from the start.
+/// When it returns `Some`, the hits went to the correlator in the order the stable sort would
+/// have left them, so the detections, counts and bad events are the two-pass path's.
+pub fn correlate_sorted_text(
+    rule: &CompiledRule,
+    text: &str,
+    max: usize,
+) -> Option<(Correlation, usize)> {
+    let plan = rule.plan();
+    if !plan.decodes_flat() {
+        return None;
+    }
+    let mut correlator = rule.correlator(max);
+    let mut event = FlatEvent::default();
+    let mut indices: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut previous: Option<ReplayOrder> = None;
+    let mut hits = 0;
+    for line in ndjson_lines(text) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parts = scan_line(line)?;
+        if !matches!(
+            decode_flat(parts.source, plan, &mut event),
+            Ok(FlatDecode::Decoded)
+        ) {
+            return None;
+        }
+        let order = rule.replay_order(&event);
+        if previous.as_ref().is_some_and(|p| order < *p) {
+            return None;
+        }
+        previous = Some(order);
+        let index = match parts.index {
+            Cow::Borrowed(name) => indices
+                .entry(name)
+                .or_insert_with(|| Arc::<str>::from(name))
+                .clone(),
+            Cow::Owned(name) => Arc::<str>::from(name),
+        };
+        correlator
+            .push_event(&index, &parts.id, &event, None)
+            .ok()?;
+        hits += 1;
+    }
+    Some((correlator.finish(), hits))
+}
+
 /// [`correlate`] of scanned hits: sorted by [`ScannedHit::order`] (stable, so ties keep input
 /// order), each `_source` text decoded flat for the rule into one reused [`FlatEvent`].
 pub fn correlate_scanned(
@@ -568,6 +621,49 @@ mod tests {
 
     /// The text path must read, sort and correlate exactly as the tree path (`read_hits`,
     /// `correlate`) does: same hits, same bad lines with the same words, same detections.
+    /// One pass over an export already in replay order gives exactly the two-pass result
+    /// (detections, counts, matcher state); disorder or an odd line leaves it to the two passes.
+    #[test]
+    fn a_sorted_export_is_correlated_in_one_pass_exactly_like_two() {
+        let spec = GenerateSpec {
+            hosts: 30,
+            rate: 40.0,
+            from_ms: 1_780_000_000_000,
+            to_ms: 1_780_000_000_000 + 90_000,
+            seed: 11,
+            installs_per_host_hour: 400.0,
+            script_rate: 0.6,
+            malicious_rate: 0.3,
+        };
+        let lines: Vec<String> = Generator::new(spec)
+            .expect("valid spec")
+            .map(|h| hit_line(h.index, &h.id, &h.source))
+            .collect();
+        let rule = Rule::builtin().expect("the built-in rule loads");
+        let compiled =
+            CompiledRule::compile(&rule, EngineOptions::ecs_process()).expect("compiles");
+        let text = lines.join("\n") + "\n";
+        for max in [usize::MAX, 3] {
+            let (one, hits) =
+                correlate_sorted_text(&compiled, &text, max).expect("generated in time order");
+            let scanned = scan_hits(&text, "export.ndjson", &compiled);
+            assert_eq!(scanned.bad_line_count, 0);
+            assert_eq!(hits, scanned.hits.len());
+            let two = correlate_scanned(&compiled, scanned.hits, max).expect("sorted");
+            assert!(two.stats.detections > 5, "{:?}", two.stats);
+            assert_eq!(one.stats, two.stats);
+            assert_eq!(one.detections, two.detections);
+            assert_eq!(one.matcher, two.matcher);
+        }
+
+        let reversed = lines.iter().rev().cloned().collect::<Vec<_>>().join("\n");
+        assert!(correlate_sorted_text(&compiled, &reversed, 100).is_none());
+        let with_odd_line = format!("{}\n[1, 2]\n{}", lines[0], lines[1..].join("\n"));
+        assert!(correlate_sorted_text(&compiled, &with_odd_line, 100).is_none());
+        let (mixed, _) = export();
+        assert!(correlate_sorted_text(&compiled, &mixed, 100).is_none());
+    }
+
     #[test]
     fn scanning_text_replays_exactly_like_reading_trees() {
         let (text, generated) = export();
