@@ -288,11 +288,13 @@ fn no_setting_turns_verification_off() {
         [
             "api_key_file",
             "ca_file",
+            "compress_responses",
             "max_retries",
             "page_size",
             "password_file",
             "pit_keep_alive",
             "request_timeout",
+            "two_step_fetch",
             "url",
             "username"
         ]

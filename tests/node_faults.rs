@@ -735,6 +735,12 @@ async fn a_lost_point_in_time_or_a_failed_shard_fails_the_run_without_partial_al
         )
         .await
         .expect("a document in the broken index");
+    // Searchable before the run opens its point in time: a shard with no visible document in
+    // the window is skipped by the time-range pre-filter, and would fail nothing.
+    fx.es
+        .refresh(&broken)
+        .await
+        .expect("refreshing the broken index");
     // The real node's answer: one shard failed, the others' hits returned.
     let probe = json!({"size": 1, "query": {"term": {"host.os.type": "linux"}}});
     let (status, _, body) = proxy::raw_request(
