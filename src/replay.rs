@@ -160,16 +160,7 @@ pub fn scan_hits<'t>(text: &'t str, origin: &str, rule: &CompiledRule) -> Scanne
                 _ => None,
             };
             if let Some(order) = order {
-                let index = match indices.get(parts.index.as_ref()) {
-                    Some(shared) => shared.clone(),
-                    None => {
-                        let shared = Arc::<str>::from(parts.index.as_ref());
-                        if let Cow::Borrowed(key) = parts.index {
-                            indices.insert(key, shared.clone());
-                        }
-                        shared
-                    }
-                };
+                let index = shared_index(&mut indices, parts.index);
                 out.hits.push(ScannedHit {
                     index,
                     id: parts.id,
@@ -200,6 +191,18 @@ pub fn scan_hits<'t>(text: &'t str, origin: &str, rule: &CompiledRule) -> Scanne
         }
     }
     out
+}
+
+/// One shared copy of each index name borrowed from the text (index names repeat hit after
+/// hit); a name that had to be unescaped is copied on its own.
+fn shared_index<'t>(indices: &mut HashMap<&'t str, Arc<str>>, name: Cow<'t, str>) -> Arc<str> {
+    match name {
+        Cow::Borrowed(key) => indices
+            .entry(key)
+            .or_insert_with(|| Arc::<str>::from(key))
+            .clone(),
+        Cow::Owned(owned) => Arc::<str>::from(owned),
+    }
 }
 
 /// The lines of `text` exactly as [`BufRead::lines`] splits them: on `\n`, a `\r` before it
@@ -432,13 +435,7 @@ pub fn correlate_sorted_text(
             return None;
         }
         previous = Some(order);
-        let index = match parts.index {
-            Cow::Borrowed(name) => indices
-                .entry(name)
-                .or_insert_with(|| Arc::<str>::from(name))
-                .clone(),
-            Cow::Owned(name) => Arc::<str>::from(name),
-        };
+        let index = shared_index(&mut indices, parts.index);
         correlator
             .push_event(&index, &parts.id, &event, None)
             .ok()?;
