@@ -16,37 +16,15 @@ use serde_json::{json, Value};
 
 use seqwatch::config::Config;
 use seqwatch::es::BulkCreate;
-use seqwatch::generate::{GenerateSpec, Generator, DEFEND_INDEX};
+use seqwatch::generate::{GenerateSpec, DEFEND_INDEX};
 use seqwatch::state::{RunDoc, RunStatus};
 
+use common::bent::bent_events;
 use fixture::{at_ms, run_at, JobFixture};
 
 /// 2026-11-18T06:13:20Z, as in `es_job.rs`.
 const T0: i64 = 1_795_000_000_000;
 const SPAN_MS: i64 = 12 * 60 * 1000;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-fn at<'v>(source: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    let mut v = source;
-    for part in path.split('.') {
-        v = v.get_mut(part)?;
-    }
-    Some(v)
-}
 
 /// A generated window bent to hold null, missing and multi-valued keys, with timestamps
 /// floored to 50 ms so many events tie (ES then orders them by `_shard_doc`).
@@ -61,57 +39,17 @@ fn bent_window(fx: &JobFixture, seed: u64) -> Vec<BulkCreate> {
         script_rate: 0.7,
         malicious_rate: 0.3,
     };
-    let mut rng = Lcg(seed);
-    let mut recent: Vec<Value> = Vec::new();
-    let mut docs = Vec::new();
-    for h in Generator::new(spec).expect("valid spec") {
-        let mut source = h.source_value().expect("generated JSON parses");
-        if let Some(Value::String(ts)) = at(&mut source, "@timestamp") {
-            let ms = chrono::DateTime::parse_from_rfc3339(ts)
-                .expect("rfc3339")
-                .timestamp_millis()
-                / 50
-                * 50;
-            *ts = at_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        }
-        if let Some(e) = at(&mut source, "process.entity_id").cloned() {
-            recent.push(e);
-            if recent.len() > 50 {
-                recent.remove(0);
-            }
-        }
-        for path in ["process.entity_id", "process.parent.entity_id"] {
-            let pick = recent[(rng.next() as usize) % recent.len().max(1)].clone();
-            if let Some(v) = at(&mut source, path) {
-                if rng.chance(6) {
-                    *v = json!([v.clone(), pick]);
-                } else if rng.chance(2) {
-                    *v = Value::Null;
-                } else if rng.chance(2) {
-                    *v = json!([]);
-                }
-            }
-        }
-        if let Some(host) = at(&mut source, "host") {
-            if rng.chance(2) {
-                if let Some(m) = host.as_object_mut() {
-                    m.remove("id");
-                }
-            } else if rng.chance(2) {
-                host["id"] = Value::Null;
-            } else if rng.chance(2) {
-                let id = host["id"].clone();
-                host["id"] = json!([id, "shared-host"]);
-            }
-        }
-        let index = if h.index == DEFEND_INDEX {
-            fx.defend.clone()
-        } else {
-            fx.crowdstrike.clone()
-        };
-        docs.push(BulkCreate::new(index, h.id, source));
-    }
-    docs
+    bent_events(spec)
+        .into_iter()
+        .map(|(index, id, source)| {
+            let index = if index == DEFEND_INDEX {
+                fx.defend.clone()
+            } else {
+                fx.crowdstrike.clone()
+            };
+            BulkCreate::new(index, id, source)
+        })
+        .collect()
 }
 
 /// Runs the rule over the window's last 9 minutes with `two_step` into alerts/state indices

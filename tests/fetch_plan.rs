@@ -16,8 +16,11 @@ use serde_json::{json, Value};
 
 use seqwatch::engine::{CompiledRule, EngineOptions, Hit};
 use seqwatch::fetch_plan::{self, KeyKind, StageOneKeys};
-use seqwatch::generate::{GenerateSpec, Generator};
+use seqwatch::generate::GenerateSpec;
 use seqwatch::rule::Rule;
+
+mod common;
+use common::bent::bent_events;
 
 type Found = Vec<(Vec<String>, Vec<Option<(String, String)>>)>;
 
@@ -92,30 +95,6 @@ fn compare(rule: &Rule, opts: EngineOptions, hits: &[Hit]) -> (usize, usize, usi
     (hits.len(), admitted.len(), all.len())
 }
 
-fn at<'v>(source: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    let mut v = source;
-    for part in path.split('.') {
-        v = v.get_mut(part)?;
-    }
-    Some(v)
-}
-
-/// A small deterministic generator for bending events.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
 /// A generated stream with null, missing and multi-valued keys and timestamps floored to
 /// 50 ms (many ties, decided by arrival order as by `_shard_doc`).
 fn bent_stream(seed: u64) -> Vec<Hit> {
@@ -129,62 +108,14 @@ fn bent_stream(seed: u64) -> Vec<Hit> {
         script_rate: 0.7,
         malicious_rate: 0.3,
     };
-    let mut rng = Lcg(seed);
-    let mut recent_entities: Vec<Value> = Vec::new();
-    let mut hits = Vec::new();
-    for h in Generator::new(spec).expect("valid spec") {
-        let mut source = h.source_value().expect("generator writes valid JSON");
-        if let Some(Value::String(ts)) = at(&mut source, "@timestamp") {
-            let parsed = chrono::DateTime::parse_from_rfc3339(ts).expect("rfc3339");
-            let ms = parsed.timestamp_millis() / 50 * 50;
-            *ts = chrono::DateTime::from_timestamp_millis(ms)
-                .expect("in range")
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        }
-        if let Some(e) = at(&mut source, "process.entity_id").cloned() {
-            recent_entities.push(e);
-            if recent_entities.len() > 50 {
-                recent_entities.remove(0);
-            }
-        }
-        let other = |rng: &mut Lcg, pool: &[Value]| -> Value {
-            if pool.is_empty() {
-                json!("none")
-            } else {
-                pool[(rng.next() as usize) % pool.len()].clone()
-            }
-        };
-        for path in ["process.entity_id", "process.parent.entity_id"] {
-            let pick = other(&mut rng, &recent_entities);
-            if let Some(v) = at(&mut source, path) {
-                if rng.chance(6) {
-                    *v = json!([v.clone(), pick]);
-                } else if rng.chance(2) {
-                    *v = Value::Null;
-                } else if rng.chance(2) {
-                    *v = json!([]);
-                }
-            }
-        }
-        if let Some(host) = at(&mut source, "host") {
-            if rng.chance(2) {
-                if let Some(m) = host.as_object_mut() {
-                    m.remove("id");
-                }
-            } else if rng.chance(2) {
-                host["id"] = Value::Null;
-            } else if rng.chance(2) {
-                let id = host["id"].clone();
-                host["id"] = json!([id, "shared-host"]);
-            }
-        }
-        hits.push(Hit {
-            index: Arc::from(h.index),
-            id: Arc::from(h.id.as_str()),
+    bent_events(spec)
+        .into_iter()
+        .map(|(index, id, source)| Hit {
+            index: Arc::from(index),
+            id: Arc::from(id.as_str()),
             source,
-        });
-    }
-    hits
+        })
+        .collect()
 }
 
 const BUILTIN_OPTIONAL: &str = r#"sequence by host.id with maxspan=10s

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod bent;
+
 use std::io::Write as _;
 use std::time::Duration;
 
