@@ -48,17 +48,6 @@ struct RawHit {
     source: Value,
 }
 
-/// A hit line read as the job reads a search page: strings borrowed, `_source` left as text.
-#[derive(Deserialize)]
-struct BorrowedHit<'a> {
-    #[serde(rename = "_index", borrow)]
-    index: &'a str,
-    #[serde(rename = "_id", borrow)]
-    id: &'a str,
-    #[serde(rename = "_source", borrow)]
-    source: &'a serde_json::value::RawValue,
-}
-
 fn decode(line: &str) -> Hit {
     let raw: RawHit = serde_json::from_str(line).expect("generated lines are hits");
     Hit {
@@ -108,8 +97,8 @@ fn fixture() -> &'static Fixture {
         // The figures must not be the speed of doing nothing: the stream plants detections,
         // and cutting it to the candidates changes none of them.
         let max_signals = rule.max_signals as usize;
-        let full = correlate_lines(&compiled, max_signals, &lines);
-        let cut = correlate_lines(&compiled, max_signals, &candidate_lines);
+        let full = support::correlate_lines(&compiled, max_signals, &lines);
+        let cut = support::correlate_lines(&compiled, max_signals, &candidate_lines);
         assert!(full > 0, "the generated stream must plant detections");
         assert_eq!(full, cut, "cutting to candidates changed the detections");
         assert_eq!(
@@ -143,28 +132,12 @@ fn decoded_fields(compiled: &CompiledRule, lines: &[String]) -> usize {
     let mut event = FlatEvent::default();
     let mut values = 0;
     for line in lines {
-        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
+        let hit: support::BorrowedHit<'_> =
+            serde_json::from_str(line).expect("generated lines are hits");
         decode_flat(hit.source.get(), compiled.plan(), &mut event).expect("generated JSON");
         values += event.field("", 0).count();
     }
     values
-}
-
-/// The detection job's path: borrowed hit, flat decode, evaluate, match.
-fn correlate_lines(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
-    let mut correlator = compiled.correlator(max_signals);
-    let mut event = FlatEvent::default();
-    let mut index: Arc<str> = Arc::from("");
-    for line in lines {
-        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
-        if *index != *hit.index {
-            index = Arc::from(hit.index);
-        }
-        correlator
-            .push_source(&index, hit.id, hit.source.get(), None, &mut event)
-            .expect("generated stream is in order");
-    }
-    correlator.finish().stats.detections as usize
 }
 
 /// The previous path: every line into a `Value` tree, then `push`.
@@ -195,7 +168,7 @@ mod full_stream {
         let f = fixture();
         bencher
             .counter(ItemsCount::new(f.lines.len()))
-            .bench(|| correlate_lines(&f.compiled, f.rule.max_signals as usize, &f.lines));
+            .bench(|| support::correlate_lines(&f.compiled, f.rule.max_signals as usize, &f.lines));
     }
 
     #[divan::bench]
@@ -244,7 +217,11 @@ mod candidates {
         bencher
             .counter(ItemsCount::new(f.candidate_lines.len()))
             .bench(|| {
-                correlate_lines(&f.compiled, f.rule.max_signals as usize, &f.candidate_lines)
+                support::correlate_lines(
+                    &f.compiled,
+                    f.rule.max_signals as usize,
+                    &f.candidate_lines,
+                )
             });
     }
 

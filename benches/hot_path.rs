@@ -11,24 +11,7 @@ mod support;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
-
-use serde::Deserialize;
-
-use seqwatch::engine::CompiledRule;
-use seqwatch::event::FlatEvent;
-
-/// A hit line read as the job reads a search page: strings borrowed, `_source` left as text.
-#[derive(Deserialize)]
-struct BorrowedHit<'a> {
-    #[serde(rename = "_index", borrow)]
-    index: &'a str,
-    #[serde(rename = "_id", borrow)]
-    id: &'a str,
-    #[serde(rename = "_source", borrow)]
-    source: &'a serde_json::value::RawValue,
-}
 
 fn cached_lines(full: bool) -> Vec<String> {
     let dir = std::env::var_os("SEQWATCH_HOT_PATH_DIR")
@@ -75,22 +58,6 @@ fn cached_lines(full: bool) -> Vec<String> {
     lines
 }
 
-fn correlate_lines(compiled: &CompiledRule, lines: &[String]) -> u64 {
-    let mut correlator = compiled.correlator(100);
-    let mut event = FlatEvent::default();
-    let mut index: Arc<str> = Arc::from("");
-    for line in lines {
-        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
-        if *index != *hit.index {
-            index = Arc::from(hit.index);
-        }
-        correlator
-            .push_source(&index, hit.id, hit.source.get(), None, &mut event)
-            .expect("generated stream is in order");
-    }
-    correlator.finish().stats.detections
-}
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -103,7 +70,7 @@ fn main() {
     let started = Instant::now();
     let mut detections = 0;
     for _ in 0..rounds {
-        detections = correlate_lines(&compiled, &lines);
+        detections = support::correlate_lines(&compiled, 100, &lines);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let events = lines.len() as f64 * f64::from(rounds);

@@ -92,3 +92,31 @@ pub fn candidate_line(index: &str, id: &str, source: &Value, includes: &[String]
     let source = cut_source(source, includes, "").unwrap_or(Value::Object(Default::default()));
     serde_json::json!({"_index": index, "_id": id, "_source": source}).to_string()
 }
+
+/// A hit line read as the job reads a search page: strings borrowed, `_source` left as text.
+#[derive(serde::Deserialize)]
+pub struct BorrowedHit<'a> {
+    #[serde(rename = "_index", borrow)]
+    pub index: &'a str,
+    #[serde(rename = "_id", borrow)]
+    pub id: &'a str,
+    #[serde(rename = "_source", borrow)]
+    pub source: &'a serde_json::value::RawValue,
+}
+
+/// The detection job's path: borrowed hit, flat decode, evaluate, match; the detection count.
+pub fn correlate_lines(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
+    let mut correlator = compiled.correlator(max_signals);
+    let mut event = seqwatch::event::FlatEvent::default();
+    let mut index: std::sync::Arc<str> = std::sync::Arc::from("");
+    for line in lines {
+        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
+        if *index != *hit.index {
+            index = std::sync::Arc::from(hit.index);
+        }
+        correlator
+            .push_source(&index, hit.id, hit.source.get(), None, &mut event)
+            .expect("generated stream is in order");
+    }
+    correlator.finish().stats.detections as usize
+}
