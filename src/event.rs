@@ -8,6 +8,8 @@
 
 use serde_json::Value;
 
+pub mod scan;
+
 /// The values of one field in one document, flattened the way Elasticsearch indexes them.
 ///
 /// Yields only scalars (strings, numbers, booleans): JSON `null` counts as missing, arrays are
@@ -635,7 +637,7 @@ impl FieldPlan {
                 .get(node as usize)?
                 .children
                 .iter()
-                .find(|(s, _)| s.len() == segment.len() && s.as_bytes() == segment)
+                .find(|(s, _)| same_bytes(s.as_bytes(), segment))
                 .map(|&(_, child)| child)?;
             match tail {
                 Some(tail) => rest = tail,
@@ -737,8 +739,6 @@ pub fn decode_flat<'a>(
     plan: &'a FieldPlan,
     event: &mut FlatEvent<'a>,
 ) -> Result<FlatDecode, serde_json::Error> {
-    use serde::de::DeserializeSeed;
-
     event.entries.clear();
     event.starts.clear();
     event.plan = Some(plan);
@@ -746,29 +746,159 @@ pub fn decode_flat<'a>(
         // The segment tree cannot route this plan's paths: the caller's tree decode decides.
         return Ok(FlatDecode::NeedsTree);
     }
+    match scan::decode(json, plan, &mut event.entries) {
+        Ok(FlatDecode::NeedsTree) => return Ok(FlatDecode::NeedsTree),
+        Ok(FlatDecode::Decoded) => {}
+        Err(scan::GiveUp) => {
+            event.entries.clear();
+            if decode_flat_serde(json, plan, &mut event.entries)? == FlatDecode::NeedsTree {
+                return Ok(FlatDecode::NeedsTree);
+            }
+        }
+    }
+    // Stable: each slot keeps its values in document order.
+    event.group_by_slot(plan);
+    Ok(FlatDecode::Decoded)
+}
+
+/// `a == b` for the short strings of the hot path (keys, keyword terms) without a `memcmp`
+/// call: up to 16 bytes compare as two overlapping words.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// A [`Stored`] value kept apart from the text it borrows: a string as its byte range.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredSpan {
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(serde_json::Number),
+    /// A string borrowed from the text.
+    Str(std::ops::Range<usize>),
+    /// A string that had escapes.
+    Owned(Box<str>),
+}
+
+impl StoredSpan {
+    /// `value` as a span of `text`, which it borrows from (unless it owns its string).
+    pub fn of(text: &str, value: &Stored<'_>) -> StoredSpan {
+        match value {
+            Stored::Bool(b) => StoredSpan::Bool(*b),
+            Stored::Num(n) => StoredSpan::Num(n.clone()),
+            Stored::Str(std::borrow::Cow::Borrowed(s)) => {
+                let start = s.as_ptr() as usize - text.as_ptr() as usize;
+                StoredSpan::Str(start..start + s.len())
+            }
+            Stored::Str(std::borrow::Cow::Owned(s)) => StoredSpan::Owned(s.as_str().into()),
+        }
+    }
+}
+
+impl<'a> FlatEvent<'a> {
+    /// Groups the entries by slot (stable: each field keeps its document order).
+    fn group_by_slot(&mut self, plan: &'a FieldPlan) {
+        self.plan = Some(plan);
+        // Stable, so each field keeps its document order. Insertion sort: a hit holds a
+        // dozen values, often already in slot order.
+        for i in 1..self.entries.len() {
+            let mut j = i;
+            while j > 0 && self.entries[j - 1].0 > self.entries[j].0 {
+                self.entries.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        self.starts.clear();
+        let mut next = 0usize;
+        for slot in 0..plan.paths.len() {
+            self.starts.push(next as u32);
+            while next < self.entries.len() && usize::from(self.entries[next].0) == slot {
+                next += 1;
+            }
+        }
+        self.starts.push(next as u32);
+    }
+
+    /// The event of a `_source` decoded flat for `plan` while its text was read (by
+    /// [`scan::scan_search_page`]), from the values it kept as spans of `text`.
+    pub fn fill(&mut self, text: &'a str, values: &[(u16, StoredSpan)], plan: &'a FieldPlan) {
+        self.entries.clear();
+        self.entries.extend(values.iter().map(|(slot, v)| {
+            let stored = match v {
+                StoredSpan::Bool(b) => Stored::Bool(*b),
+                StoredSpan::Num(n) => Stored::Num(n.clone()),
+                StoredSpan::Str(r) => Stored::Str(std::borrow::Cow::Borrowed(&text[r.clone()])),
+                StoredSpan::Owned(s) => Stored::Str(std::borrow::Cow::Owned(s.to_string())),
+            };
+            (*slot, stored)
+        }));
+        self.group_by_slot(plan);
+    }
+}
+
+/// [`scan::scan_hit_line`] with each `_source` decoded flat into `event` as it is read: one
+/// pass over the line. The second value is `true` when `event` holds the decoded `_source`
+/// (exactly what [`decode_flat`] would make of it); `false` leaves the decode to the caller.
+pub fn scan_hit_line_flat<'a>(
+    line: &'a str,
+    plan: &'a FieldPlan,
+    event: &mut FlatEvent<'a>,
+) -> Option<(scan::HitParts, bool)> {
+    event.entries.clear();
+    if !plan.decodes_flat() {
+        return scan::scan_hit_line(line, None).map(|hit| (hit, false));
+    }
+    let hit = scan::scan_hit_line(
+        line,
+        Some(scan::HitDecode {
+            plan,
+            entries: &mut event.entries,
+        }),
+    )?;
+    let decoded = hit.flat.is_some();
+    if decoded {
+        event.group_by_slot(plan);
+    }
+    Some((hit, decoded))
+}
+
+/// The serde path of [`decode_flat`]: every text the scanner gives up on, with serde_json's
+/// own errors. Fills `entries` in document order.
+fn decode_flat_serde<'a>(
+    json: &'a str,
+    plan: &'a FieldPlan,
+    entries: &mut Vec<(u16, Stored<'a>)>,
+) -> Result<FlatDecode, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+
     let mut state = DecodeState {
         plan,
-        entries: &mut event.entries,
+        entries,
         tangled: false,
         object: false,
     };
     let mut de = serde_json::Deserializer::from_str(json);
     TopSeed { state: &mut state }.deserialize(&mut de)?;
     de.end()?;
-    if !state.object || state.tangled {
-        return Ok(FlatDecode::NeedsTree);
-    }
-    // Stable: each slot keeps its values in document order.
-    event.entries.sort_by_key(|(slot, _)| *slot);
-    let mut next = 0usize;
-    for slot in 0..plan.paths.len() {
-        event.starts.push(next as u32);
-        while next < event.entries.len() && usize::from(event.entries[next].0) == slot {
-            next += 1;
-        }
-    }
-    event.starts.push(next as u32);
-    Ok(FlatDecode::Decoded)
+    Ok(if !state.object || state.tangled {
+        FlatDecode::NeedsTree
+    } else {
+        FlatDecode::Decoded
+    })
 }
 
 struct DecodeState<'s, 'a> {

@@ -534,7 +534,7 @@ async fn scan_stage_one_keys(
     run: &mut Run,
 ) -> Result<Result<StageOneKeys, OneQueryReason>, EsError> {
     let mut keys = StageOneKeys::new(positions);
-    while let Some(page) = es.next_search_page(pager).await? {
+    while let Some(page) = es.next_search_page(pager, None).await? {
         run.counts.pages += 1;
         run.counts.events_fetched += page.len() as u64;
         run.counts.key_scan_events += page.len() as u64;
@@ -698,9 +698,11 @@ async fn detect(
     let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
     let fetcher = {
         let es = es.clone();
+        // The fetcher decodes each `_source` for the rule as it reads the page (one pass).
+        let plan = compiled.plan().clone();
         tokio::spawn(async move {
             loop {
-                let page = es.next_search_page(&mut pager).await;
+                let page = es.next_search_page(&mut pager, Some(&plan)).await;
                 let last = !matches!(page, Ok(Some(_)));
                 if pages_tx.send(page).await.is_err() || last {
                     return pager;
@@ -727,13 +729,20 @@ async fn detect(
                         name
                     }
                 };
-                let Some(source) = h.source else {
-                    correlator.skip(h.index, h.id, NO_SOURCE.to_owned());
-                    continue;
+                let pushed = match (h.flat, h.source) {
+                    (Some(values), _) => {
+                        event.fill(page.text(), values, compiled.plan());
+                        correlator.push_event(&index, h.id, &event, h.sorted_at)
+                    }
+                    (None, Some(source)) => {
+                        correlator.push_source(&index, h.id, source, h.sorted_at, &mut event)
+                    }
+                    (None, None) => {
+                        correlator.skip(h.index, h.id, NO_SOURCE.to_owned());
+                        continue;
+                    }
                 };
-                correlator
-                    .push_source(&index, h.id, source, h.sorted_at(), &mut event)
-                    .map_err(|e| format!("correlating: {e}"))?;
+                pushed.map_err(|e| format!("correlating: {e}"))?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::correlate::KeyValue;
 use crate::engine::{sort_for_replay, CompiledRule, Correlation, Detection, Hit, ReplayOrder};
+use crate::event::scan::{scan_hit_line, TextPart};
 use crate::event::{decode_flat, FlatDecode, FlatEvent, Skip};
 
 /// A line of the input that is not a usable hit.
@@ -244,6 +245,23 @@ struct LineParts<'t> {
 fn scan_line(line: &str) -> Option<LineParts<'_>> {
     use serde::de::DeserializeSeed;
 
+    // The one-pass scanner first; it gives up on anything unusual (a repeated key among
+    // others), which the serde reading below then decides.
+    if let Some(hit) = scan_hit_line(line, None) {
+        let source = &line[hit.source?];
+        if may_reach_depth_limit(source) {
+            return None;
+        }
+        let text = |part: TextPart| match part {
+            TextPart::Span(r) => Cow::Borrowed(&line[r]),
+            TextPart::Owned(s) => Cow::Owned(s),
+        };
+        return Some(LineParts {
+            index: text(hit.index),
+            id: text(hit.id),
+            source,
+        });
+    }
     let mut de = serde_json::Deserializer::from_str(line);
     let top = LineSeed.deserialize(&mut de).ok()?;
     de.end().ok()?;

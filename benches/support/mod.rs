@@ -9,6 +9,7 @@ use serde_json::Value;
 use seqwatch::engine::{CompiledRule, EngineOptions};
 use seqwatch::eql::ast;
 use seqwatch::eql::eval::{CompiledFilter, EvalOptions};
+use seqwatch::event::scan_hit_line_flat;
 use seqwatch::generate::{GenerateSpec, Generator};
 use seqwatch::rule::Rule;
 
@@ -93,29 +94,23 @@ pub fn candidate_line(index: &str, id: &str, source: &Value, includes: &[String]
     serde_json::json!({"_index": index, "_id": id, "_source": source}).to_string()
 }
 
-/// A hit line read as the job reads a search page: strings borrowed, `_source` left as text.
-#[derive(serde::Deserialize)]
-pub struct BorrowedHit<'a> {
-    #[serde(rename = "_index", borrow)]
-    pub index: &'a str,
-    #[serde(rename = "_id", borrow)]
-    pub id: &'a str,
-    #[serde(rename = "_source", borrow)]
-    pub source: &'a serde_json::value::RawValue,
-}
-
-/// The detection job's path: borrowed hit, flat decode, evaluate, match; the detection count.
+/// The detection job's path: each hit read in one pass by the scanner that reads the job's
+/// search pages, its `_source` decoded flat for the rule as it is read; then evaluate and
+/// match. Returns the detection count.
 pub fn correlate_lines(compiled: &CompiledRule, max_signals: usize, lines: &[String]) -> usize {
     let mut correlator = compiled.correlator(max_signals);
     let mut event = seqwatch::event::FlatEvent::default();
     let mut index: std::sync::Arc<str> = std::sync::Arc::from("");
     for line in lines {
-        let hit: BorrowedHit<'_> = serde_json::from_str(line).expect("generated lines are hits");
-        if *index != *hit.index {
-            index = std::sync::Arc::from(hit.index);
+        let (hit, decoded) = scan_hit_line_flat(line, compiled.plan(), &mut event)
+            .expect("generated lines are hits");
+        assert!(decoded, "generated sources decode in the one pass");
+        let (hit_index, id) = (hit.index.get(line), hit.id.get(line));
+        if *index != *hit_index {
+            index = std::sync::Arc::from(hit_index);
         }
         correlator
-            .push_source(&index, hit.id, hit.source.get(), None, &mut event)
+            .push_event(&index, id, &event, hit.sorted_at)
             .expect("generated stream is in order");
     }
     correlator.finish().stats.detections as usize

@@ -1334,7 +1334,11 @@ fn leaf_matches<D: Document + ?Sized>(leaf: &Leaf, source: &D) -> bool {
                 let indexed = fast.ignore_above.is_none_or(|limit| {
                     s.len() <= limit as usize || utf16_len(s) <= limit as usize
                 });
-                indexed && fast.terms.iter().any(|t| t.as_bytes() == s.as_bytes())
+                indexed
+                    && fast
+                        .terms
+                        .iter()
+                        .any(|t| crate::event::same_bytes(t.as_bytes(), s.as_bytes()))
             }
             other => leaf_value_matches(leaf, other),
         });

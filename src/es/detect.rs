@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 
 use super::{check_name, judge, EsClient, EsError};
 use crate::eql::value::{FieldType, FieldTypes};
+use crate::event::scan::{first_sort_value, scan_search_page, HitDecode, HitParts, TextPart};
+use crate::event::{FieldPlan, StoredSpan};
 
 /// One hit of a page.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +42,7 @@ struct PageAnswer<'a> {
     hits: PageHits<'a>,
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, Debug, PartialEq)]
 struct PageShards {
     #[serde(default)]
     failed: u64,
@@ -71,23 +73,9 @@ struct PageHit<'a> {
 #[derive(Debug)]
 pub struct SearchPage {
     body: String,
-    hits: Vec<HitSpan>,
-}
-
-/// Where one hit's parts sit in [`SearchPage`]'s text.
-#[derive(Debug)]
-struct HitSpan {
-    index: TextPart,
-    id: TextPart,
-    source: Option<Range<usize>>,
-    sort: Option<Range<usize>>,
-}
-
-/// A string of the response: a range of its text, or a copy when JSON escapes changed it.
-#[derive(Debug)]
-enum TextPart {
-    Span(Range<usize>),
-    Owned(String),
+    hits: Vec<HitParts>,
+    /// The values of the `_source`s decoded as the page was read (see [`HitParts::flat`]).
+    values: Vec<(u16, StoredSpan)>,
 }
 
 /// One hit of a [`SearchPage`], borrowed from it.
@@ -101,15 +89,11 @@ pub struct PageHitRef<'a> {
     pub source: Option<&'a str>,
     /// The sort values' JSON text.
     pub sort: Option<&'a str>,
-}
-
-impl PageHitRef<'_> {
-    /// The first sort value as epoch nanoseconds, when Elasticsearch gave it as a number.
-    pub fn sorted_at(&self) -> Option<i64> {
-        let sort = self.sort?;
-        let values: Vec<&RawValue> = serde_json::from_str(sort).ok()?;
-        serde_json::from_str::<i64>(values.first()?.get()).ok()
-    }
+    /// The first sort value as epoch nanoseconds, when Elasticsearch gave it as an integer.
+    pub sorted_at: Option<i64>,
+    /// The `_source` decoded flat for the plan the page was read with (fill a
+    /// [`crate::event::FlatEvent`] with it); `None` when the caller must decode `source`.
+    pub flat: Option<&'a [(u16, StoredSpan)]>,
 }
 
 impl SearchPage {
@@ -126,18 +110,18 @@ impl SearchPage {
     /// The hits, in the order Elasticsearch sorted them.
     pub fn hits(&self) -> impl Iterator<Item = PageHitRef<'_>> {
         self.hits.iter().map(|h| PageHitRef {
-            index: self.text(&h.index),
-            id: self.text(&h.id),
+            index: h.index.get(&self.body),
+            id: h.id.get(&self.body),
             source: h.source.clone().map(|r| &self.body[r]),
             sort: h.sort.clone().map(|r| &self.body[r]),
+            sorted_at: h.sorted_at,
+            flat: h.flat.clone().map(|r| &self.values[r]),
         })
     }
 
-    fn text<'a>(&'a self, part: &'a TextPart) -> &'a str {
-        match part {
-            TextPart::Span(r) => &self.body[r.clone()],
-            TextPart::Owned(s) => s,
-        }
+    /// The answer's text, which every hit's parts borrow from.
+    pub fn text(&self) -> &str {
+        &self.body
     }
 }
 
@@ -152,6 +136,77 @@ fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
         Cow::Borrowed(s) => TextPart::Span(span_in(body, s)),
         Cow::Owned(s) => TextPart::Owned(s),
     }
+}
+
+/// What the paging needs from a search answer: the point in time, the failure signs and the
+/// hits. Read by the one-pass scanner ([`scan_search_page`]); any answer it gives up on (or
+/// whose `_shards` does not read) is parsed by serde, which decides and words the error.
+///
+/// The scanner only delimits each `_source`, where the serde parse checked its JSON as well;
+/// the correlator's decode checks it. So a `_source` that is not JSON (which Elasticsearch does
+/// not send) counts as one bad event instead of failing the page.
+fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, String> {
+    let mut decoded = Vec::new();
+    let decode = plan.filter(|p| p.decodes_flat()).map(|plan| HitDecode {
+        plan,
+        entries: &mut decoded,
+    });
+    if let Some(page) = scan_search_page(text, decode) {
+        let shards = match &page.shards {
+            Some(r) => serde_json::from_str::<PageShards>(&text[r.clone()]).ok(),
+            None => Some(PageShards::default()),
+        };
+        if let Some(shards) = shards {
+            let values = decoded
+                .iter()
+                .map(|(slot, v)| (*slot, StoredSpan::of(text, v)))
+                .collect();
+            return Ok(ReadPage {
+                pit_id: page.pit_id,
+                timed_out: page.timed_out,
+                shards,
+                hits: page.hits,
+                values,
+            });
+        }
+    }
+    read_page_serde(text)
+}
+
+/// A search answer as the paging reads it.
+#[derive(Debug, PartialEq)]
+struct ReadPage {
+    pit_id: Option<String>,
+    timed_out: bool,
+    shards: PageShards,
+    hits: Vec<HitParts>,
+    values: Vec<(u16, StoredSpan)>,
+}
+
+/// [`read_page`] by serde alone: the reference the scanner is held to.
+fn read_page_serde(text: &str) -> Result<ReadPage, String> {
+    let answer: PageAnswer<'_> = serde_json::from_str(text)
+        .map_err(|err| format!("the search answer is not the expected JSON: {err}"))?;
+    let hits = answer
+        .hits
+        .hits
+        .into_iter()
+        .map(|h| HitParts {
+            index: text_part(text, h.index),
+            id: text_part(text, h.id),
+            source: h.source.map(|r| span_in(text, r.get())),
+            sort: h.sort.map(|r| span_in(text, r.get())),
+            sorted_at: h.sort.and_then(|r| first_sort_value(r.get())),
+            flat: None,
+        })
+        .collect();
+    Ok(ReadPage {
+        pit_id: answer.pit_id,
+        timed_out: answer.timed_out,
+        shards: answer.shards,
+        hits,
+        values: Vec::new(),
+    })
 }
 
 /// How often [`EsClient::existing_ids_realtime`] asks again while the alerts index has no
@@ -304,7 +359,7 @@ impl EsClient {
     /// The next page, or `None` after the last, each `_source` parsed into a [`Value`] on its
     /// own (see [`EsClient::next_search_page`] for the checks).
     pub async fn next_page(&self, pager: &mut PitPager) -> Result<Option<Vec<RawHit>>, EsError> {
-        let Some(page) = self.next_search_page(pager).await? else {
+        let Some(page) = self.next_search_page(pager, None).await? else {
             return Ok(None);
         };
         Ok(Some(
@@ -336,9 +391,13 @@ impl EsClient {
     /// timeout is an error: a partial page could hide a sequence's events. The hits' `_source`
     /// texts are not parsed here: a document that cannot be read is the caller's one skipped
     /// event, never a failed page.
+    ///
+    /// With a `plan`, each `_source` is decoded flat for it as the answer is read
+    /// ([`PageHitRef::flat`]): one pass over the text.
     pub async fn next_search_page(
         &self,
         pager: &mut PitPager,
+        plan: Option<&FieldPlan>,
     ) -> Result<Option<SearchPage>, EsError> {
         if pager.done {
             return Ok(None);
@@ -374,16 +433,21 @@ impl EsClient {
             return Err(super::status_error(operation, reply));
         }
         let text = reply.body;
-        let answer: PageAnswer<'_> =
-            serde_json::from_str(&text).map_err(|err| EsError::Response {
-                operation: operation.into(),
-                reason: format!("the search answer is not the expected JSON: {err}"),
-            })?;
-        if let Some(id) = &answer.pit_id {
+        let ReadPage {
+            pit_id,
+            timed_out,
+            shards,
+            hits,
+            values,
+        } = read_page(&text, plan).map_err(|reason| EsError::Response {
+            operation: operation.into(),
+            reason,
+        })?;
+        if let Some(id) = &pit_id {
             pager.pit_id.clone_from(id);
         }
-        if answer.shards.failed > 0 {
-            let first = answer.shards.failures.first();
+        if shards.failed > 0 {
+            let first = shards.failures.first();
             let reason = first
                 .and_then(|f| {
                     f["reason"]["reason"]
@@ -393,46 +457,34 @@ impl EsClient {
                 .unwrap_or("unknown");
             return Err(EsError::Response {
                 operation: operation.into(),
-                reason: format!(
-                    "{} shard(s) failed; the first: {reason}",
-                    answer.shards.failed
-                ),
+                reason: format!("{} shard(s) failed; the first: {reason}", shards.failed),
             });
         }
-        if answer.timed_out {
+        if timed_out {
             return Err(EsError::Response {
                 operation: operation.into(),
                 reason: "the search timed out".into(),
             });
         }
-        if answer.hits.hits.is_empty() {
+        if hits.is_empty() {
             pager.done = true;
             return Ok(None);
         }
-        pager.after = answer
-            .hits
-            .hits
+        pager.after = hits
             .last()
-            .and_then(|h| h.sort)
-            .and_then(|s| serde_json::from_str::<Value>(s.get()).ok());
+            .and_then(|h| h.sort.clone())
+            .and_then(|r| serde_json::from_str::<Value>(&text[r]).ok());
         if pager.after.as_ref().is_none_or(Value::is_null) {
             return Err(EsError::Response {
                 operation: operation.into(),
                 reason: "hits carry no sort values".into(),
             });
         }
-        let hits = answer
-            .hits
-            .hits
-            .into_iter()
-            .map(|h| HitSpan {
-                index: text_part(&text, h.index),
-                id: text_part(&text, h.id),
-                source: h.source.map(|r| span_in(&text, r.get())),
-                sort: h.sort.map(|r| span_in(&text, r.get())),
-            })
-            .collect();
-        Ok(Some(SearchPage { body: text, hits }))
+        Ok(Some(SearchPage {
+            body: text,
+            hits,
+            values,
+        }))
     }
 
     /// Closes the pager's point in time. Errors are returned, but a run that already failed
@@ -880,5 +932,166 @@ mod surrogate_tests {
             "{err}"
         );
         assert!(parse_source(r#"{"a":"\ud800"#).is_err(), "truncated");
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An answer as Elasticsearch writes one (9.x, a point-in-time search with `_shard_doc`).
+    const PAGE: &str = r#"{"pit_id":"gcSHBAEhbG9ncy1lbmRwb2ludC5ldmVudHMucHJvY2Vzcy1kZWZhdWx0FmVyd0p3==","took":12,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"total":{"value":10000,"relation":"gte"},"max_score":null,"hits":[{"_index":"logs-endpoint.events.process-default","_id":"_JXO_iAKzfv-wGk9m6Cc","_score":null,"_source":{"process":{"parent":{"name":"node","entity_id":"YTgy=="},"args":["sh","-c","echo \"}{\" \\"],"name":"dash"},"@timestamp":"2026-05-28T20:26:40.163Z","host":{"id":"417b"}},"sort":[1780000000163000000,17]},{"_index":"logs-crowdstrike.fdr-default","_id":"esc\"aped\u00e9","_score":null,"_ignored":["x"],"fields":{"a":[1]},"_source":{"event.action":"ProcessRollup2"},"sort":[-5,18]},{"_index":"i","_id":"no-source","sort":[1.5,19]}]}}"#;
+
+    fn same_as_serde(text: &str) -> bool {
+        let Some(_) = scan_search_page(text, None) else {
+            return false;
+        };
+        let scanned = read_page(text, None).expect("scanned pages read");
+        match read_page_serde(text) {
+            Ok(reference) => assert_eq!(scanned, reference, "{text}"),
+            // The scanner only delimits `_source`: serde may refuse a page whose `_source` is
+            // no JSON, which the correlator's decode then refuses as one bad event.
+            Err(_) => assert!(
+                scanned.hits.iter().any(|h| h
+                    .source
+                    .clone()
+                    .is_some_and(|r| serde_json::from_str::<Value>(&text[r]).is_err())),
+                "the scanner read a page serde refuses, outside any _source: {text}"
+            ),
+        }
+        true
+    }
+
+    #[test]
+    fn answers_elasticsearch_writes_are_read_by_the_scanner_as_serde_reads_them() {
+        assert!(same_as_serde(PAGE));
+        let read = read_page(PAGE, None).expect("reads");
+        assert!(read.pit_id.is_some_and(|p| p.starts_with("gcSHBA")));
+        assert!(!read.timed_out);
+        assert_eq!(read.shards.failed, 0);
+        let page = SearchPage {
+            body: PAGE.to_owned(),
+            hits: read.hits,
+            values: read.values,
+        };
+        let hits: Vec<PageHitRef<'_>> = page.hits().collect();
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits[0].id, "_JXO_iAKzfv-wGk9m6Cc");
+        assert_eq!(hits[0].sorted_at, Some(1_780_000_000_163_000_000));
+        assert!(hits[0]
+            .source
+            .is_some_and(|s| s.ends_with(r#""host":{"id":"417b"}}"#)));
+        assert_eq!(hits[1].id, "esc\"aped\u{e9}");
+        assert_eq!(hits[1].sorted_at, Some(-5));
+        assert_eq!(hits[2].source, None);
+        assert_eq!(hits[2].sorted_at, None);
+        for other in [
+            r#"{"hits":{"hits":[]}}"#,
+            r#"{"pit_id":null,"timed_out":true,"_shards":{"failed":1,"failures":[{"reason":{"type":"x"}}]},"hits":{}}"#,
+            r#" { "hits" : { "hits" : [ { "_id" : "a" , "_index" : "b" , "_source" : null , "sort" : [ 0 ] } ] } } "#,
+        ] {
+            assert!(same_as_serde(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn answers_the_scanner_does_not_read_go_to_serde() {
+        for text in [
+            r#"{"hits":{"hits":[{"_id":"a","_index":"b","_id":"c"}]}}"#,
+            r#"{"hits":{"hits":[{"_index":"b"}]}}"#,
+            r#"{"hits":{"hits":[{"_id":"a","_index":"b","_source":"text"}]}}"#,
+            r#"{"hits":{"hits":[{"_id":"a","_index":"b","\u005fsource":{}}]}}"#,
+            r#"{"took":1}"#,
+            r#"{"hits":{"hits":[]}} trailing"#,
+            r#"{"hits":{"hits":[]},"x":"\ud800"}"#,
+        ] {
+            assert_eq!(scan_search_page(text, None), None, "{text}");
+        }
+        // Refused by both, with serde's words.
+        let err = read_page(r#"{"hits":{"hits":[{"_index":"b"}]}}"#, None).expect_err("no _id");
+        assert!(err.contains("missing field `_id`"), "{err}");
+    }
+
+    /// With a plan, each `_source` is decoded as the page is read, to exactly what
+    /// `decode_flat` makes of its text; the rest of the page reads the same.
+    #[test]
+    fn sources_decoded_while_reading_equal_decode_flat_of_their_text() {
+        use crate::event::{decode_flat, Document, FlatDecode, FlatEvent};
+        let mut plan = FieldPlan::new();
+        for path in [
+            "process.name",
+            "process.args",
+            "process.parent.name",
+            "event.action",
+            "host.id",
+        ] {
+            plan.slot(path);
+        }
+        let lone = PAGE.replace("\"dash\"", "\"\\ud800\"");
+        assert_ne!(lone, PAGE);
+        for body in [PAGE, lone.as_str()] {
+            let plain = read_page(body, None).expect("reads");
+            let read = read_page(body, Some(&plan)).expect("reads");
+            assert_eq!(read.hits.len(), plain.hits.len());
+            let page = SearchPage {
+                body: body.to_owned(),
+                hits: read.hits,
+                values: read.values,
+            };
+            let mut decoded = 0;
+            for (h, p) in page.hits().zip(&plain.hits) {
+                assert_eq!(h.source.map(|_| ()), p.source.as_ref().map(|_| ()));
+                let Some(source) = h.source else {
+                    assert!(h.flat.is_none());
+                    continue;
+                };
+                let mut reference = FlatEvent::default();
+                let verdict = decode_flat(source, &plan, &mut reference);
+                match h.flat {
+                    Some(values) => {
+                        decoded += 1;
+                        assert_eq!(verdict.ok(), Some(FlatDecode::Decoded));
+                        let mut event = FlatEvent::default();
+                        event.fill(page.text(), values, &plan);
+                        for (slot, path) in plan.paths().iter().enumerate() {
+                            let got: Vec<Value> =
+                                event.field(path, slot).map(|v| v.to_json()).collect();
+                            let want: Vec<Value> =
+                                reference.field(path, slot).map(|v| v.to_json()).collect();
+                            assert_eq!(got, want, "{path}");
+                        }
+                    }
+                    // Only a `_source` the scanner gave up on (the lone surrogate) is left.
+                    None => assert!(source.contains("\\ud800"), "{source}"),
+                }
+            }
+            assert_eq!(decoded, if body == PAGE { 2 } else { 1 });
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn a_broken_answer_is_never_read_other_than_serde_reads_it(
+            at in any::<prop::sample::Index>(),
+            piece in prop::sample::select(vec![
+                "\\", "\"", "{", "}", "[", "]", ",", ":", "\\u", "\\ud800", "1e400", "null",
+                "\"_id\":\"x\",", "\"sort\":[1],", "\"_source\":{},", " ", "-", "0", "é",
+            ]),
+            cut in any::<bool>(),
+        ) {
+            let boundaries: Vec<usize> =
+                (0..=PAGE.len()).filter(|&i| PAGE.is_char_boundary(i)).collect();
+            let i = boundaries[at.index(boundaries.len())];
+            let broken = if cut {
+                let next = boundaries.iter().copied().find(|&b| b > i).unwrap_or(i);
+                format!("{}{}", &PAGE[..i], &PAGE[next..])
+            } else {
+                format!("{}{piece}{}", &PAGE[..i], &PAGE[i..])
+            };
+            same_as_serde(&broken);
+        }
     }
 }
