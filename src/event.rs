@@ -301,6 +301,9 @@ fn parse_epoch_millis_str(s: &str) -> Option<i64> {
 /// `strict_date_optional_time` (and its `_nanos` variant): `yyyy[-MM[-dd[Thh[:mm[:ss[.f…]]]]]]`
 /// with an optional `Z` or `±hh[:mm]` zone (UTC when absent); fraction up to 9 digits.
 pub fn parse_iso_timestamp(s: &str) -> Option<i64> {
+    if let Some(nanos) = parse_millis_utc(s.as_bytes()) {
+        return Some(nanos);
+    }
     let mut p = Cursor {
         b: s.as_bytes(),
         i: 0,
@@ -367,10 +370,66 @@ pub fn parse_iso_timestamp(s: &str) -> Option<i64> {
     if p.i != p.b.len() {
         return None;
     }
-    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
-    let time = chrono::NaiveTime::from_hms_opt(hour, minute, second)?;
-    let secs = date.and_time(time).and_utc().timestamp() - offset_secs;
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// The one spelling nearly every event has, `YYYY-MM-DDTHH:MM:SS.mmmZ`, read without the
+/// general parser's steps; `None` for anything else (the general parser then decides).
+#[inline]
+fn parse_millis_utc(b: &[u8]) -> Option<i64> {
+    let b: &[u8; 24] = b.try_into().ok()?;
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let digit = |i: usize| {
+        let d = b[i].wrapping_sub(b'0');
+        (d < 10).then_some(u32::from(d))
+    };
+    let number =
+        |at: usize, len: usize| (at..at + len).try_fold(0u32, |acc, i| Some(acc * 10 + digit(i)?));
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+    let millis = number(20, 3)?;
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(i32::try_from(year).ok()?, month, day)?;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(i64::from(millis) * 1_000_000)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date, `None` for a date that does not exist
+/// (what `chrono::NaiveDate::from_ymd_opt` refuses for four-digit years). Howard Hinnant's
+/// `days_from_civil`: the hot path reads one timestamp per event, and chrono's date
+/// construction cost more than the rest of the parse.
+fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (i64::from(month) + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
 }
 
 struct Cursor<'a> {
@@ -485,7 +544,18 @@ pub enum Values<'a> {
     /// Looked up in a JSON tree.
     Tree(FieldValues<'a>),
     /// Read from a [`FlatEvent`].
-    Flat(std::slice::Iter<'a, (u16, Stored<'a>)>),
+    Flat(FlatValues<'a>),
+}
+
+/// The end of a [`FlatEvent`] chain.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// One field's values in a [`FlatEvent`]: a chain through its entries.
+#[derive(Debug, Clone)]
+pub struct FlatValues<'a> {
+    entries: &'a [(u16, Stored<'a>)],
+    links: &'a [u32],
+    at: u32,
 }
 
 impl<'a> Iterator for Values<'a> {
@@ -494,7 +564,11 @@ impl<'a> Iterator for Values<'a> {
     fn next(&mut self) -> Option<Scalar<'a>> {
         match self {
             Values::Tree(it) => it.find_map(Scalar::of),
-            Values::Flat(it) => it.next().map(|(_, stored)| stored.as_scalar()),
+            Values::Flat(it) => {
+                let (_, stored) = it.entries.get(it.at as usize)?;
+                it.at = it.links[it.at as usize];
+                Some(stored.as_scalar())
+            }
         }
     }
 }
@@ -621,9 +695,23 @@ impl FieldPlan {
 
     /// The node a JSON key leads to from `node`: each of its dot-separated segments must be
     /// a child in turn. An empty segment leads nowhere (no planned path has one).
+    #[inline]
     fn walk(&self, node: u32, key: &str) -> Option<u32> {
         let mut node = node;
         let mut rest = key.as_bytes();
+        // Most keys are one segment (`{"process": {"name": ...}}`): one look at the children.
+        if !rest.iter().any(|&b| b == b'.') {
+            if rest.is_empty() {
+                return None;
+            }
+            return self
+                .nodes
+                .get(node as usize)?
+                .children
+                .iter()
+                .find(|(s, _)| same_bytes(s.as_bytes(), rest))
+                .map(|&(_, child)| child);
+        }
         loop {
             let (segment, tail) = match rest.iter().position(|&b| b == b'.') {
                 Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
@@ -690,10 +778,13 @@ impl Stored<'_> {
 /// order [`field_values`] would give them over the whole `_source`. Reused hit after hit.
 #[derive(Debug, Default)]
 pub struct FlatEvent<'a> {
-    /// (slot, value), sorted by slot (stable, so each field keeps its document order).
+    /// (slot, value), in document order.
     entries: Vec<(u16, Stored<'a>)>,
-    /// `starts[s]..starts[s + 1]` is slot `s` in `entries`.
-    starts: Vec<u32>,
+    /// Per slot, the index in `entries` of its first value ([`NO_ENTRY`] for none).
+    heads: Vec<u32>,
+    /// Per entry, the index of the next value of its slot ([`NO_ENTRY`] after the last): each
+    /// field's values are a chain in document order, found without sorting the entries.
+    links: Vec<u32>,
     /// The plan decoded for, to find the slot of a path no filter bound.
     plan: Option<&'a FieldPlan>,
 }
@@ -704,11 +795,11 @@ impl<'a> Document for FlatEvent<'a> {
             (UNBOUND_SLOT, Some(plan)) => plan.lookup(path).unwrap_or(UNBOUND_SLOT),
             _ => slot,
         };
-        let range = match (self.starts.get(slot), self.starts.get(slot.wrapping_add(1))) {
-            (Some(&a), Some(&b)) => a as usize..b as usize,
-            _ => 0..0,
-        };
-        Values::Flat(self.entries[range].iter())
+        Values::Flat(FlatValues {
+            entries: &self.entries,
+            links: &self.links,
+            at: self.heads.get(slot).copied().unwrap_or(NO_ENTRY),
+        })
     }
 
     fn is_object(&self) -> bool {
@@ -740,7 +831,8 @@ pub fn decode_flat<'a>(
     event: &mut FlatEvent<'a>,
 ) -> Result<FlatDecode, serde_json::Error> {
     event.entries.clear();
-    event.starts.clear();
+    event.heads.clear();
+    event.links.clear();
     event.plan = Some(plan);
     if !plan.decodes_flat() {
         // The segment tree cannot route this plan's paths: the caller's tree decode decides.
@@ -810,27 +902,20 @@ impl StoredSpan {
 }
 
 impl<'a> FlatEvent<'a> {
-    /// Groups the entries by slot (stable: each field keeps its document order).
+    /// Chains each slot's entries (in document order).
     fn group_by_slot(&mut self, plan: &'a FieldPlan) {
         self.plan = Some(plan);
-        // Stable, so each field keeps its document order. Insertion sort: a hit holds a
-        // dozen values, often already in slot order.
-        for i in 1..self.entries.len() {
-            let mut j = i;
-            while j > 0 && self.entries[j - 1].0 > self.entries[j].0 {
-                self.entries.swap(j - 1, j);
-                j -= 1;
-            }
+        let count = u32::try_from(self.entries.len()).expect("fewer than 2^32 values in a hit");
+        self.heads.clear();
+        self.heads.resize(plan.paths.len(), NO_ENTRY);
+        self.links.clear();
+        self.links.resize(self.entries.len(), NO_ENTRY);
+        // Backwards, so each chain runs in document order.
+        for i in (0..count).rev() {
+            let slot = usize::from(self.entries[i as usize].0);
+            self.links[i as usize] = self.heads[slot];
+            self.heads[slot] = i;
         }
-        self.starts.clear();
-        let mut next = 0usize;
-        for slot in 0..plan.paths.len() {
-            self.starts.push(next as u32);
-            while next < self.entries.len() && usize::from(self.entries[next].0) == slot {
-                next += 1;
-            }
-        }
-        self.starts.push(next as u32);
     }
 
     /// The event of a `_source` decoded flat for `plan` while its text was read (by
@@ -1355,6 +1440,59 @@ mod tests {
         #[test]
         fn flat_decode_equals_the_tree_lookup(text in json_value()) {
             assert_same(&text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::*;
+
+    /// Days of four-digit years (every seventh year, and the century cases), and the days that
+    /// do not exist, as chrono has them.
+    #[test]
+    fn days_from_civil_agrees_with_chrono_on_every_date() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        for year in (0..=9999)
+            .step_by(7)
+            .chain([1600, 1700, 1900, 2000, 2024, 2100, 9999])
+        {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let want = chrono::NaiveDate::from_ymd_opt(year, month, day)
+                        .map(|d| (d - epoch).num_days());
+                    assert_eq!(
+                        days_from_civil(year, month, day),
+                        want,
+                        "{year}-{month}-{day}"
+                    );
+                }
+            }
+        }
+        for text in [
+            "2026-05-28T20:26:40.163Z",
+            "0000-01-01T00:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "9999-12-31T23:59:59.999Z",
+            "1969-12-31T23:59:59.5-01:30",
+            "2000-02-29T12:00:00+14:00",
+        ] {
+            let want = chrono::DateTime::parse_from_rfc3339(text)
+                .expect("valid")
+                .timestamp_nanos_opt();
+            assert_eq!(parse_iso_timestamp(text), want, "{text}");
+        }
+        for bad in [
+            "2026-05-28T24:00:00Z",
+            "2026-05-28T23:60:00Z",
+            "2026-05-28T23:59:60Z",
+            "2026-02-29T00:00:00Z",
+            "2026-02-29T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-05-28T20:26:4x.163Z",
+            "2026-05-28T20:26:40.1a3Z",
+        ] {
+            assert_eq!(parse_iso_timestamp(bad), None, "{bad}");
         }
     }
 }

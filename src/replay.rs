@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::correlate::KeyValue;
 use crate::engine::{sort_for_replay, CompiledRule, Correlation, Detection, Hit, ReplayOrder};
 use crate::event::scan::{scan_hit_line, TextPart};
-use crate::event::{decode_flat, FlatDecode, FlatEvent, Skip};
+use crate::event::{decode_flat, scan_hit_line_flat, FlatDecode, FlatEvent, Skip};
 
 /// A line of the input that is not a usable hit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,13 +252,9 @@ fn scan_line(line: &str) -> Option<LineParts<'_>> {
         if may_reach_depth_limit(source) {
             return None;
         }
-        let text = |part: TextPart| match part {
-            TextPart::Span(r) => Cow::Borrowed(&line[r]),
-            TextPart::Owned(s) => Cow::Owned(s),
-        };
         return Some(LineParts {
-            index: text(hit.index),
-            id: text(hit.id),
+            index: line_text(line, hit.index),
+            id: line_text(line, hit.id),
             source,
         });
     }
@@ -278,6 +274,14 @@ fn scan_line(line: &str) -> Option<LineParts<'_>> {
         id: top.id?,
         source,
     })
+}
+
+/// A string the scanner found in `line`, borrowed unless escapes changed it.
+fn line_text(line: &str, part: TextPart) -> Cow<'_, str> {
+    match part {
+        TextPart::Span(r) => Cow::Borrowed(&line[r]),
+        TextPart::Owned(s) => Cow::Owned(s),
+    }
 }
 
 /// serde_json refuses a value nested more than 127 levels deep. `_source` sits one level
@@ -441,22 +445,28 @@ pub fn correlate_sorted_text(
         if line.trim().is_empty() {
             continue;
         }
-        let parts = scan_line(line)?;
-        if !matches!(
-            decode_flat(parts.source, plan, &mut event),
-            Ok(FlatDecode::Decoded)
-        ) {
-            return None;
-        }
+        // One pass over the line: `_source` decoded as it is read. A line the scanner leaves
+        // undecided takes the delimit-then-decode path, which decides as before.
+        let (index, id) = match scan_hit_line_flat(line, plan, &mut event) {
+            Some((hit, true)) => (line_text(line, hit.index), line_text(line, hit.id)),
+            _ => {
+                let parts = scan_line(line)?;
+                if !matches!(
+                    decode_flat(parts.source, plan, &mut event),
+                    Ok(FlatDecode::Decoded)
+                ) {
+                    return None;
+                }
+                (parts.index, parts.id)
+            }
+        };
         let order = rule.replay_order(&event);
         if previous.as_ref().is_some_and(|p| order < *p) {
             return None;
         }
         previous = Some(order);
-        let index = shared_index(&mut indices, parts.index);
-        correlator
-            .push_event(&index, &parts.id, &event, None)
-            .ok()?;
+        let index = shared_index(&mut indices, index);
+        correlator.push_event(&index, &id, &event, None).ok()?;
         hits += 1;
     }
     Some((correlator.finish(), hits))
