@@ -245,6 +245,8 @@ pub struct CompiledRule {
     plan: FieldPlan,
     timestamp_slot: usize,
     tiebreaker_slot: usize,
+    /// The sequence has a missing-event stage (`![...]`).
+    has_missing_stage: bool,
 }
 
 impl CompiledRule {
@@ -328,8 +330,13 @@ impl CompiledRule {
             .tiebreaker_field
             .as_deref()
             .map_or(crate::event::UNBOUND_SLOT, |t| plan.slot(t));
+        let has_missing_stage = matches!(
+            &shape,
+            Shape::Sequence { spec, .. } if spec.stages.iter().any(|s| s.missing)
+        );
         Ok(CompiledRule {
             name: rule.name.clone(),
+            has_missing_stage,
             shape,
             opts,
             eval,
@@ -427,6 +434,7 @@ impl CompiledRule {
             filter,
             KeyTarget::Stage(stage),
             &mut interner,
+            false,
             &mut keys,
         )? {
             return Ok(None);
@@ -578,6 +586,7 @@ impl CompiledRule {
         stage: &StageFilter,
         target: KeyTarget,
         interner: &mut KeyInterner,
+        known_only: bool,
         keys: &mut CandidateKeys,
     ) -> Result<bool, String> {
         keys.begin(target);
@@ -596,6 +605,7 @@ impl CompiledRule {
             }
             for v in doc.field(&key.field.path, slot) {
                 let id = match indexed_scalar(v, ty) {
+                    Some(Val::Str(s)) if known_only => interner.find_str(&s),
                     Some(Val::Str(s)) => interner.str_id(&s),
                     Some(Val::Int(i)) => interner.int_id(i64::from(i)),
                     Some(Val::Long(i)) | Some(Val::Date(i)) => interner.int_id(i),
@@ -837,12 +847,18 @@ impl<'r> Correlator<'r> {
                 let interner = matcher.interner();
                 for (i, s) in stages.iter().enumerate() {
                     if eval(&s.filter)? {
-                        rule.push_key_fields(doc, s, KeyTarget::Stage(i), interner, keys)?;
+                        // A later stage can only join sequences whose keys have ids already:
+                        // its strings are looked up, not interned (`KeyInterner::find_str`).
+                        // Stage 0 starts sequences, and missing-event stages keep evidence for
+                        // sequences that may start later: those intern.
+                        let known_only = i > 0 && !rule.has_missing_stage;
+                        let target = KeyTarget::Stage(i);
+                        rule.push_key_fields(doc, s, target, interner, known_only, keys)?;
                     }
                 }
                 if let Some(u) = until {
                     if eval(&u.filter)? {
-                        rule.push_key_fields(doc, u, KeyTarget::Until, interner, keys)?;
+                        rule.push_key_fields(doc, u, KeyTarget::Until, interner, false, keys)?;
                     }
                 }
                 if keys.is_empty() {

@@ -700,7 +700,7 @@ impl FieldPlan {
         let mut node = node;
         let mut rest = key.as_bytes();
         // Most keys are one segment (`{"process": {"name": ...}}`): one look at the children.
-        if !rest.iter().any(|&b| b == b'.') {
+        if !rest.contains(&b'.') {
             if rest.is_empty() {
                 return None;
             }

@@ -95,6 +95,10 @@ pub fn expand_join_keys(fields: &[Vec<KeyValue>]) -> Vec<Vec<KeyValue>> {
 /// The id of one interned [`KeyValue`]; equal ids mean equal values (and the reverse).
 pub type KeyId = u32;
 
+/// The id [`KeyInterner::find_str`] gives a string that has none: equal to no interned value,
+/// so a key tuple holding it matches no state (and is never stored).
+pub const UNSEEN_KEY: KeyId = KeyId::MAX;
+
 /// The id [`KeyInterner`] gives `KeyValue::Null`.
 pub const NULL_KEY: KeyId = 0;
 const FALSE_KEY: KeyId = 1;
@@ -141,8 +145,16 @@ impl KeyInterner {
     }
 
     fn next_id(&self) -> KeyId {
-        // More than 4 billion distinct key values would be needed to wrap; saturate instead.
-        KeyId::try_from(self.values.len()).unwrap_or(KeyId::MAX)
+        // More than 4 billion distinct key values would be needed to wrap; saturate instead
+        // (below [`UNSEEN_KEY`]).
+        KeyId::try_from(self.values.len()).map_or(UNSEEN_KEY - 1, |id| id.min(UNSEEN_KEY - 1))
+    }
+
+    /// The id of a string value if it has one, else [`UNSEEN_KEY`]; nothing is added. For the
+    /// keys of a later stage: they can only join sequences whose keys already have ids, so a
+    /// value never seen joins nothing, and interning it would cost an allocation for nothing.
+    pub fn find_str(&self, value: &str) -> KeyId {
+        self.strs.get(value).copied().unwrap_or(UNSEEN_KEY)
     }
 
     /// The id of a string value, borrowed until it is new.

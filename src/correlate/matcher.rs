@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use thiserror::Error;
 
 use super::key::{
-    CandidateKeys, EntryFields, FxBuildHasher, KeyFields, KeyInterner, KeyTarget, KeyTuple,
-    KeyValue, NULL_KEY,
+    CandidateKeys, EntryFields, FxBuildHasher, KeyFields, KeyId, KeyInterner, KeyTarget, KeyTuple,
+    KeyValue, NULL_KEY, UNSEEN_KEY,
 };
 use super::ordinal::{floor_millis, Ordinal};
 use super::spec::{Layout, SequenceSpec, SpecError, StageRole};
@@ -541,7 +541,11 @@ impl<T: Clone> Matcher<T> {
                     at: at.clone(),
                 });
             }
-            self.check_ids(at, fields)?;
+            // A later positive stage may carry `UNSEEN_KEY` (`KeyInterner::find_str`): it can
+            // only join sequences, never start one or be kept as evidence.
+            let unseen_allowed = matches!(self.layout.roles[stage], StageRole::Positive)
+                && stage != self.layout.first_positive;
+            self.check_ids(at, fields, unseen_allowed)?;
         }
         if has_until {
             if !self.layout.has_until {
@@ -549,7 +553,7 @@ impl<T: Clone> Matcher<T> {
             }
             for (target, fields) in keys.entries() {
                 if target == KeyTarget::Until {
-                    self.check_ids(at, fields)?;
+                    self.check_ids(at, fields, false)?;
                 }
             }
         }
@@ -559,10 +563,16 @@ impl<T: Clone> Matcher<T> {
         Ok(())
     }
 
-    fn check_ids(&self, at: &Ordinal, fields: EntryFields<'_>) -> Result<(), MatchError> {
+    fn check_ids(
+        &self,
+        at: &Ordinal,
+        fields: EntryFields<'_>,
+        unseen_allowed: bool,
+    ) -> Result<(), MatchError> {
         let known = self.interner.len();
+        let unknown = |id: KeyId| id as usize >= known && !(unseen_allowed && id == UNSEEN_KEY);
         for i in 0..fields.len() {
-            if let Some(&id) = fields.field(i).iter().find(|&&id| id as usize >= known) {
+            if let Some(&id) = fields.field(i).iter().find(|&&id| unknown(id)) {
                 return Err(MatchError::UnknownKeyId { id, at: at.clone() });
             }
         }
@@ -1016,6 +1026,85 @@ mod compaction_tests {
             );
             assert_eq!(plain.sequences, compacted.sequences, "{stages:?}");
             assert_eq!(plain.stats, compacted.stats, "{stages:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod unseen_key_tests {
+    use super::*;
+    use crate::correlate::StageSpec;
+
+    fn spec(missing: &[bool]) -> SequenceSpec {
+        SequenceSpec {
+            stages: missing
+                .iter()
+                .map(|&missing| StageSpec { missing })
+                .collect(),
+            maxspan_ns: Some(10_000_000_000),
+            has_until: false,
+        }
+    }
+
+    fn keys(interner: &mut KeyInterner, stage: usize, host: &str, entity: KeyId) -> CandidateKeys {
+        let mut keys = CandidateKeys::default();
+        keys.begin(KeyTarget::Stage(stage));
+        keys.push_value(interner.str_id(host));
+        keys.end_field();
+        keys.push_value(entity);
+        keys.end_field();
+        keys.commit();
+        keys
+    }
+
+    /// A later stage's key value never seen (`KeyInterner::find_str`) joins nothing and is
+    /// kept nowhere, exactly as the interned value would: the detections and counts match.
+    #[test]
+    fn an_unseen_later_stage_key_joins_nothing_like_an_interned_one() {
+        let run = |lookup_only: bool| {
+            let mut matcher = Matcher::<u64>::new(spec(&[false, false]), 10).expect("valid");
+            let mut at = 0i64;
+            let mut push = |matcher: &mut Matcher<u64>, stage: usize, entity: &str| {
+                at += 1_000_000;
+                let interner = matcher.interner();
+                let id = if lookup_only && stage > 0 {
+                    interner.find_str(entity)
+                } else {
+                    interner.str_id(entity)
+                };
+                let keys = keys(interner, stage, "h", id);
+                matcher
+                    .push_keys(Ordinal::new(at, at as u64), at as u64, &keys)
+                    .expect("accepted");
+            };
+            push(&mut matcher, 0, "npm");
+            push(&mut matcher, 1, "never-started");
+            push(&mut matcher, 1, "npm");
+            push(&mut matcher, 1, "another-stranger");
+            let interned = matcher.interner.len();
+            (matcher.finish(), interned)
+        };
+        let (interned_all, grown) = run(false);
+        let (looked_up, kept) = run(true);
+        assert_eq!(looked_up.sequences, interned_all.sequences);
+        assert_eq!(looked_up.stats, interned_all.stats);
+        assert_eq!(looked_up.stats.completed, 1);
+        assert_eq!(looked_up.stats.ignored, 2);
+        assert_eq!(grown - kept, 2, "the two strangers were not interned");
+    }
+
+    /// Only a later positive stage may carry it: stage 0 and missing-event stages keep state
+    /// for the key, which needs a real id.
+    #[test]
+    fn an_unseen_key_is_refused_where_state_would_be_kept() {
+        for (missing, stage) in [(vec![false, false], 0), (vec![false, true, false], 1)] {
+            let mut matcher = Matcher::<u64>::new(spec(&missing), 10).expect("valid");
+            let keys = keys(matcher.interner(), stage, "h", UNSEEN_KEY);
+            let pushed = matcher.push_keys(Ordinal::new(1, 1), 1, &keys);
+            assert!(
+                matches!(pushed, Err(MatchError::UnknownKeyId { id: UNSEEN_KEY, .. })),
+                "{missing:?} stage {stage}: {pushed:?}"
+            );
         }
     }
 }
