@@ -315,6 +315,21 @@ impl CompiledRule {
             .timestamp_override
             .clone()
             .unwrap_or_else(|| "@timestamp".into());
+        if let Shape::Sequence { stages, .. } = &mut shape {
+            // The push-down fetches events that pass some stage, so a test every stage has is
+            // nearly always true on them: each stage tests what is its own first, and an event
+            // of another stage is refused sooner. No result changes (`test_first`).
+            let identities: Vec<Vec<String>> = stages
+                .iter()
+                .map(|s| s.filter.top_leaf_identities())
+                .collect();
+            let shared = |id: &str| identities.iter().all(|ids| ids.iter().any(|i| i == id));
+            if stages.len() > 1 {
+                for stage in stages.iter_mut() {
+                    stage.filter.test_first(|id| !shared(id));
+                }
+            }
+        }
         let mut plan = FieldPlan::new();
         match &mut shape {
             Shape::Event(f) => f.bind_slots(&mut plan),

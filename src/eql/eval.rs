@@ -192,6 +192,11 @@ pub struct CompiledFilter {
     flat: Pred,
 }
 
+/// What a leaf tests, as text: equal for leaves that test the same field the same way.
+fn leaf_identity(leaf: &Leaf) -> String {
+    format!("{:?} {:?} {:?}", leaf.field, leaf.ty, leaf.test)
+}
+
 /// `pred` with every `And` inside an `And` (and `Or` inside an `Or`) spliced into its parent,
 /// keeping operand order.
 fn flattened(pred: &Pred) -> Pred {
@@ -269,6 +274,41 @@ impl CompiledFilter {
     /// zero, a bad `number()` input …), on which ES fails the whole search.
     pub fn try_matches<D: Document + ?Sized>(&self, source: &D) -> Result<bool, EvalError> {
         eval_pred(&self.flat, source)
+    }
+
+    /// Identities of the leaves of the evaluated top-level `and` (field, type and test), for
+    /// [`CompiledFilter::test_first`]: equal identities test the same thing.
+    pub fn top_leaf_identities(&self) -> Vec<String> {
+        match &self.flat {
+            Pred::And(ps) => ps
+                .iter()
+                .filter_map(|p| match p {
+                    Pred::Leaf(leaf) => Some(leaf_identity(leaf)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Moves the leaves of the evaluated top-level `and` whose identity `first` holds for
+    /// ahead of the others, otherwise keeping the order. Only when every operand is a leaf or a
+    /// constant: those cannot fail, so no result changes, only how soon an event that fails
+    /// is refused. (ES runs the filter as one Lucene query, where order means nothing.)
+    pub fn test_first(&mut self, first: impl Fn(&str) -> bool) {
+        let Pred::And(ps) = &mut self.flat else {
+            return;
+        };
+        if !ps
+            .iter()
+            .all(|p| matches!(p, Pred::Leaf(_) | Pred::Const(_)))
+        {
+            return;
+        }
+        let early = |p: &Pred| matches!(p, Pred::Leaf(leaf) if first(&leaf_identity(leaf)));
+        let (mut ahead, behind): (Vec<Pred>, Vec<Pred>) = ps.drain(..).partition(early);
+        ahead.extend(behind);
+        *ps = ahead;
     }
 
     /// Gives every field the filter reads its slot in `plan` (adding the field if new), so a
@@ -1717,5 +1757,79 @@ mod fast_path_tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod test_order_tests {
+    use super::*;
+    use crate::eql::parser::parse;
+    use serde_json::json;
+
+    fn filter(query: &str) -> CompiledFilter {
+        let ast::Query::Event(f) = parse(query).expect("query parses") else {
+            panic!("an event query");
+        };
+        let opts = EvalOptions {
+            event_category_field: "event.category".into(),
+            field_types: FieldTypes::default(),
+        };
+        CompiledFilter::compile(&f, &opts).expect("query compiles")
+    }
+
+    /// Leaves moved ahead change no result, only the order they are tested in.
+    #[test]
+    fn testing_some_leaves_first_changes_no_result() {
+        let query = r#"process where a == "x" and (b == "y" and c : "z*") and d in ("1", "2")"#;
+        let plain = filter(query);
+        let mut ordered = filter(query);
+        ordered.test_first(|id| id.contains("\"c\"") || id.contains("\"d\""));
+        let ids = ordered.top_leaf_identities();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        assert!(
+            ids[0].contains("\"c\"") && ids[1].contains("\"d\""),
+            "{ids:?}"
+        );
+        assert_eq!(
+            ids[2..]
+                .iter()
+                .map(|i| i.split(' ').next().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            ["\"event.category\"", "\"a\"", "\"b\""]
+        );
+        let values = [
+            json!("x"),
+            json!("y"),
+            json!("zz"),
+            json!("2"),
+            json!(null),
+            json!(["q", "x"]),
+        ];
+        let mut docs = 0;
+        for a in &values {
+            for b in &values {
+                for c in &values {
+                    for d in &values {
+                        for category in ["process", "file"] {
+                            let doc = json!({"event": {"category": category}, "a": a, "b": b, "c": c, "d": d});
+                            assert_eq!(plain.try_matches(&doc), ordered.try_matches(&doc), "{doc}");
+                            docs += usize::from(plain.matches(&doc));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(docs > 0, "some documents match");
+    }
+
+    /// With a script among the operands the order stays: a script can fail, and which
+    /// operand runs first then decides whether the failure is seen.
+    #[test]
+    fn an_and_with_a_script_keeps_its_order() {
+        let query = r#"process where a == "x" and length(b) > 1 and c == "z""#;
+        let mut ordered = filter(query);
+        let before = ordered.top_leaf_identities();
+        ordered.test_first(|id| id.contains("\"c\""));
+        assert_eq!(ordered.top_leaf_identities(), before);
     }
 }
