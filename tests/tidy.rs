@@ -8,6 +8,7 @@ const PURE: &[&str] = &[
     "src/eql",
     "src/correlate",
     "src/event.rs",
+    "src/event",
     "src/window.rs",
     "src/alert.rs",
     "src/engine.rs",
