@@ -1296,7 +1296,8 @@ mod tests {
 
     const PATHS: &[&str] = &["a", "a.b", "a.b.c", "b.c", "c", "x"];
 
-    fn plan() -> FieldPlan {
+    /// A plan over [`PATHS`]. Shared with the scanner's tests.
+    pub(super) fn plan() -> FieldPlan {
         let mut plan = FieldPlan::new();
         for p in PATHS {
             plan.slot(p);
@@ -1399,32 +1400,19 @@ mod tests {
         }
     }
 
-    fn json_value() -> impl Strategy<Value = String> {
-        let leaf = prop_oneof![
-            Just("null".to_owned()),
-            Just("true".to_owned()),
-            Just("0".to_owned()),
-            Just("-2".to_owned()),
-            Just("1.5".to_owned()),
-            Just("18446744073709551615".to_owned()),
-            Just(r#""s""#.to_owned()),
-            Just(r#""e\u0041\"x""#.to_owned()),
-        ];
-        let key = prop_oneof![
-            Just("a"),
-            Just("b"),
-            Just("c"),
-            Just("x"),
-            Just("a.b"),
-            Just("b.c"),
-            Just("a.b.c"),
-            Just(""),
-            Just(r"a\u002eb"),
-        ];
+    /// JSON texts nested up to four levels, from the given leaves and object keys, items
+    /// joined by `separator`. Shared with the scanner's tests (`event::scan`).
+    pub(super) fn json_text(
+        leaves: &'static [&'static str],
+        keys: &'static [&'static str],
+        separator: &'static str,
+    ) -> impl Strategy<Value = String> {
+        let leaf = prop::sample::select(leaves).prop_map(str::to_owned);
+        let key = prop::sample::select(keys);
         leaf.prop_recursive(4, 40, 4, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4)
-                    .prop_map(|items| format!("[{}]", items.join(","))),
+                    .prop_map(move |items| format!("[{}]", items.join(separator))),
                 prop::collection::vec((key.clone(), inner), 0..5).prop_map(|entries| {
                     let body: Vec<String> = entries
                         .into_iter()
@@ -1434,6 +1422,23 @@ mod tests {
                 }),
             ]
         })
+    }
+
+    fn json_value() -> impl Strategy<Value = String> {
+        json_text(
+            &[
+                "null",
+                "true",
+                "0",
+                "-2",
+                "1.5",
+                "18446744073709551615",
+                r#""s""#,
+                r#""e\u0041\"x""#,
+            ],
+            &["a", "b", "c", "x", "a.b", "b.c", "a.b.c", "", r"a\u002eb"],
+            ",",
+        )
     }
 
     proptest! {

@@ -545,50 +545,22 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// One hit object, the cursor at its `{`: string `_index` and `_id`, an object (or null)
-    /// `_source`, an array (or null) `sort`, other keys checked and dropped. Gives up on a
-    /// repeated key of these four.
-    fn hit(&mut self, mut decode: Option<&mut HitDecode<'a, '_, 'a>>) -> Scan<HitParts> {
-        if self.peek() != Some(b'{') || self.open(b'}')? {
+    /// The entries of an object, the cursor at its `{`: `read` reads the value of each key it
+    /// knows and says so (`Ok(true)`); other values are checked and dropped. An escaped key
+    /// gives up unless `read` took it: it might spell a known one.
+    fn entries(&mut self, mut read: impl FnMut(&mut Self, &Str) -> Scan<bool>) -> Scan<()> {
+        if self.peek() != Some(b'{') {
             return Err(GiveUp);
         }
-        let mut index = None;
-        let mut id = None;
-        let mut source: Option<Option<Range<usize>>> = None;
-        let mut sort: Option<Option<Range<usize>>> = None;
-        let mut flat = None;
+        if self.open(b'}')? {
+            return Ok(());
+        }
         loop {
             let key = self.key()?;
-            if self.key_is(&key, "_index") {
-                once(&mut index, self.text_part()?)?;
-            } else if self.key_is(&key, "_id") {
-                once(&mut id, self.text_part()?)?;
-            } else if self.key_is(&key, "_source") {
-                let value = match self.peek() {
-                    Some(b'{') => {
-                        let (range, values) = self.source(decode.as_deref_mut())?;
-                        flat = values;
-                        Some(range)
-                    }
-                    Some(b'n') => self.literal(b"null").map(|()| None)?,
-                    _ => return Err(GiveUp),
-                };
-                once(&mut source, value)?;
-            } else if self.key_is(&key, "sort") {
-                let value = match self.peek() {
-                    Some(b'[') => {
-                        let start = self.pos;
-                        self.skip()?;
-                        Some(start..self.pos)
-                    }
-                    Some(b'n') => self.literal(b"null").map(|()| None)?,
-                    _ => return Err(GiveUp),
-                };
-                once(&mut sort, value)?;
-            } else if key.escaped {
-                // An escaped key might spell one of the four.
-                return Err(GiveUp);
-            } else {
+            if !read(self, &key)? {
+                if key.escaped {
+                    return Err(GiveUp);
+                }
                 self.skip()?;
             }
             if self.next_item(b'}')? {
@@ -596,6 +568,50 @@ impl<'a> Cursor<'a> {
             }
         }
         self.depth -= 1;
+        Ok(())
+    }
+
+    /// One hit object, the cursor at its `{`: string `_index` and `_id`, an object (or null)
+    /// `_source`, an array (or null) `sort`, other keys checked and dropped. Gives up on a
+    /// repeated key of these four.
+    fn hit(&mut self, mut decode: Option<&mut HitDecode<'a, '_, 'a>>) -> Scan<HitParts> {
+        let mut index = None;
+        let mut id = None;
+        let mut source: Option<Option<Range<usize>>> = None;
+        let mut sort: Option<Option<Range<usize>>> = None;
+        let mut flat = None;
+        self.entries(|c, key| {
+            if c.key_is(key, "_index") {
+                once(&mut index, c.text_part()?)?;
+            } else if c.key_is(key, "_id") {
+                once(&mut id, c.text_part()?)?;
+            } else if c.key_is(key, "_source") {
+                let value = match c.peek() {
+                    Some(b'{') => {
+                        let (range, values) = c.source(decode.as_deref_mut())?;
+                        flat = values;
+                        Some(range)
+                    }
+                    Some(b'n') => c.literal(b"null").map(|()| None)?,
+                    _ => return Err(GiveUp),
+                };
+                once(&mut source, value)?;
+            } else if c.key_is(key, "sort") {
+                let value = match c.peek() {
+                    Some(b'[') => {
+                        let start = c.pos;
+                        c.skip()?;
+                        Some(start..c.pos)
+                    }
+                    Some(b'n') => c.literal(b"null").map(|()| None)?,
+                    _ => return Err(GiveUp),
+                };
+                once(&mut sort, value)?;
+            } else {
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
         let sort = sort.flatten();
         let sorted_at = sort.as_ref().and_then(|r| self.first_integer(r.clone()));
         Ok(HitParts {
@@ -649,47 +665,38 @@ impl<'a> Cursor<'a> {
     /// A search answer: `pit_id`, `timed_out`, `_shards` (delimited) and `hits.hits`; other
     /// keys checked and dropped.
     fn page(&mut self, mut decode: Option<&mut HitDecode<'a, '_, 'a>>) -> Scan<PageParts> {
-        if self.peek() != Some(b'{') || self.open(b'}')? {
-            return Err(GiveUp);
-        }
         let mut pit_id: Option<Option<String>> = None;
         let mut timed_out = None;
         let mut shards = None;
         let mut hits = None;
-        loop {
-            let key = self.key()?;
-            if self.key_is(&key, "pit_id") {
-                let value = match self.peek() {
-                    Some(b'n') => self.literal(b"null").map(|()| None)?,
-                    _ => Some(self.text_part()?.get(self.text).to_owned()),
+        self.entries(|c, key| {
+            if c.key_is(key, "pit_id") {
+                let value = match c.peek() {
+                    Some(b'n') => c.literal(b"null").map(|()| None)?,
+                    _ => Some(c.text_part()?.get(c.text).to_owned()),
                 };
                 once(&mut pit_id, value)?;
-            } else if self.key_is(&key, "timed_out") {
-                let value = match self.peek() {
-                    Some(b't') => self.literal(b"true").map(|()| true)?,
-                    _ => self.literal(b"false").map(|()| false)?,
+            } else if c.key_is(key, "timed_out") {
+                let value = match c.peek() {
+                    Some(b't') => c.literal(b"true").map(|()| true)?,
+                    _ => c.literal(b"false").map(|()| false)?,
                 };
                 once(&mut timed_out, value)?;
-            } else if self.key_is(&key, "_shards") {
-                let start = self.pos;
-                if self.peek() != Some(b'{') {
+            } else if c.key_is(key, "_shards") {
+                let start = c.pos;
+                if c.peek() != Some(b'{') {
                     return Err(GiveUp);
                 }
-                self.skip()?;
-                once(&mut shards, start..self.pos)?;
-            } else if self.key_is(&key, "hits") {
-                let value = self.page_hits(decode.as_deref_mut())?;
+                c.skip()?;
+                once(&mut shards, start..c.pos)?;
+            } else if c.key_is(key, "hits") {
+                let value = c.page_hits(decode.as_deref_mut())?;
                 once(&mut hits, value)?;
-            } else if key.escaped {
-                return Err(GiveUp);
             } else {
-                self.skip()?;
+                return Ok(false);
             }
-            if self.next_item(b'}')? {
-                break;
-            }
-        }
-        self.depth -= 1;
+            Ok(true)
+        })?;
         Ok(PageParts {
             pit_id: pit_id.flatten(),
             timed_out: timed_out.unwrap_or(false),
@@ -700,39 +707,27 @@ impl<'a> Cursor<'a> {
 
     /// The answer's `hits` object: its `hits` array of hits (empty when absent).
     fn page_hits(&mut self, mut decode: Option<&mut HitDecode<'a, '_, 'a>>) -> Scan<Vec<HitParts>> {
-        if self.peek() != Some(b'{') {
-            return Err(GiveUp);
-        }
         let mut hits = None;
-        if !self.open(b'}')? {
-            loop {
-                let key = self.key()?;
-                if self.key_is(&key, "hits") {
-                    let mut list = Vec::new();
-                    if self.peek() != Some(b'[') {
-                        return Err(GiveUp);
-                    }
-                    if !self.open(b']')? {
-                        loop {
-                            list.push(self.hit(decode.as_deref_mut())?);
-                            if self.next_item(b']')? {
-                                break;
-                            }
-                        }
-                        self.depth -= 1;
-                    }
-                    once(&mut hits, list)?;
-                } else if key.escaped {
-                    return Err(GiveUp);
-                } else {
-                    self.skip()?;
-                }
-                if self.next_item(b'}')? {
-                    break;
-                }
+        self.entries(|c, key| {
+            if !c.key_is(key, "hits") {
+                return Ok(false);
             }
-            self.depth -= 1;
-        }
+            if c.peek() != Some(b'[') {
+                return Err(GiveUp);
+            }
+            let mut list = Vec::new();
+            if !c.open(b']')? {
+                loop {
+                    list.push(c.hit(decode.as_deref_mut())?);
+                    if c.next_item(b']')? {
+                        break;
+                    }
+                }
+                c.depth -= 1;
+            }
+            once(&mut hits, list)?;
+            Ok(true)
+        })?;
         Ok(hits.unwrap_or_default())
     }
 }
@@ -864,19 +859,10 @@ impl<'a> Decoder<'_, '_, 'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode_flat_serde, FieldPlan, FlatDecode, Stored};
+    use super::super::tests::plan;
+    use super::super::{decode_flat_serde, FlatDecode, Stored};
     use super::{decode, GiveUp};
     use proptest::prelude::*;
-
-    const PATHS: &[&str] = &["a", "a.b", "a.b.c", "b.c", "c", "x"];
-
-    fn plan() -> FieldPlan {
-        let mut plan = FieldPlan::new();
-        for p in PATHS {
-            plan.slot(p);
-        }
-        plan
-    }
 
     /// What the scanner decides must be what the serde path decides, value for value.
     /// Returns whether the scanner decided.
@@ -960,47 +946,37 @@ mod tests {
     }
 
     fn json_value() -> impl Strategy<Value = String> {
-        let leaf = prop_oneof![
-            Just("null".to_owned()),
-            Just("true".to_owned()),
-            Just("false".to_owned()),
-            Just("0".to_owned()),
-            Just("-2".to_owned()),
-            Just("-0".to_owned()),
-            Just("1.5".to_owned()),
-            Just("-0.0".to_owned()),
-            Just("123456789012345678".to_owned()),
-            Just("18446744073709551615".to_owned()),
-            Just("2.5e3".to_owned()),
-            Just(r#""s""#.to_owned()),
-            Just(r#""long string of more than eight bytes""#.to_owned()),
-            Just(r#""e\u0041\"x\\y\/z""#.to_owned()),
-        ];
-        let key = prop_oneof![
-            Just("a"),
-            Just("b"),
-            Just("c"),
-            Just("x"),
-            Just("a.b"),
-            Just("b.c"),
-            Just("a.b.c"),
-            Just(""),
-            Just(r"a\u002eb"),
-            Just("unplanned key"),
-        ];
-        leaf.prop_recursive(4, 40, 4, move |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4)
-                    .prop_map(|items| format!("[{}]", items.join(" , "))),
-                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|entries| {
-                    let body: Vec<String> = entries
-                        .into_iter()
-                        .map(|(k, v)| format!("\"{k}\":{v}"))
-                        .collect();
-                    format!("{{{}}}", body.join(","))
-                }),
-            ]
-        })
+        super::super::tests::json_text(
+            &[
+                "null",
+                "true",
+                "false",
+                "0",
+                "-2",
+                "-0",
+                "1.5",
+                "-0.0",
+                "123456789012345678",
+                "18446744073709551615",
+                "2.5e3",
+                r#""s""#,
+                r#""long string of more than eight bytes""#,
+                r#""e\u0041\"x\\y\/z""#,
+            ],
+            &[
+                "a",
+                "b",
+                "c",
+                "x",
+                "a.b",
+                "b.c",
+                "a.b.c",
+                "",
+                r"a\u002eb",
+                "unplanned key",
+            ],
+            " , ",
+        )
     }
 
     proptest! {
