@@ -699,19 +699,6 @@ impl FieldPlan {
     fn walk(&self, node: u32, key: &str) -> Option<u32> {
         let mut node = node;
         let mut rest = key.as_bytes();
-        // Most keys are one segment (`{"process": {"name": ...}}`): one look at the children.
-        if !rest.contains(&b'.') {
-            if rest.is_empty() {
-                return None;
-            }
-            return self
-                .nodes
-                .get(node as usize)?
-                .children
-                .iter()
-                .find(|(s, _)| same_bytes(s.as_bytes(), rest))
-                .map(|&(_, child)| child);
-        }
         loop {
             let (segment, tail) = match rest.iter().position(|&b| b == b'.') {
                 Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
@@ -848,7 +835,6 @@ pub fn decode_flat<'a>(
             }
         }
     }
-    // Stable: each slot keeps its values in document order.
     event.group_by_slot(plan);
     Ok(FlatDecode::Decoded)
 }
@@ -944,9 +930,6 @@ pub fn scan_hit_line_flat<'a>(
     event: &mut FlatEvent<'a>,
 ) -> Option<(scan::HitParts, bool)> {
     event.entries.clear();
-    if !plan.decodes_flat() {
-        return scan::scan_hit_line(line, None).map(|hit| (hit, false));
-    }
     let hit = scan::scan_hit_line(
         line,
         Some(scan::HitDecode {

@@ -147,7 +147,7 @@ fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
 /// not send) counts as one bad event instead of failing the page.
 fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, String> {
     let mut decoded = Vec::new();
-    let decode = plan.filter(|p| p.decodes_flat()).map(|plan| HitDecode {
+    let decode = plan.map(|plan| HitDecode {
         plan,
         entries: &mut decoded,
     });

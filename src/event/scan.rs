@@ -8,8 +8,8 @@
 //! takes a rare spelling (a number out of the common range, a UTF-16 surrogate escape, nesting
 //! deeper than [`MAX_DEPTH`], a `_source` that is not an object), it gives up and the caller's
 //! serde path decides from the start, with serde_json's own error. So a text it accepts is one
-//! the serde path accepts, with the same values in the same order; the tests below and
-//! `fuzz_smoke` hold it to that.
+//! the serde path accepts, with the same values in the same order; the tests below (and
+//! `es::detect`'s for whole search answers) hold it to that.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -31,14 +31,21 @@ pub(super) fn decode<'a>(
     plan: &'a FieldPlan,
     entries: &mut Vec<(u16, Stored<'a>)>,
 ) -> Scan<FlatDecode> {
-    let mut cursor = Cursor::new(json);
+    read_whole(json, |cursor| {
+        if cursor.peek() != Some(b'{') {
+            return Err(GiveUp);
+        }
+        decode_object(cursor, plan, entries)
+    })
+}
+
+/// `read` over the whole of `text`: whitespace may stand around what it reads, nothing else.
+fn read_whole<'a, T>(text: &'a str, read: impl FnOnce(&mut Cursor<'a>) -> Scan<T>) -> Scan<T> {
+    let mut cursor = Cursor::new(text);
     cursor.whitespace();
-    if cursor.peek() != Some(b'{') {
-        return Err(GiveUp);
-    }
-    let decided = decode_object(&mut cursor, plan, entries)?;
+    let value = read(&mut cursor)?;
     cursor.end()?;
-    Ok(decided)
+    Ok(value)
 }
 
 /// Decodes the object at the cursor for `plan` into `entries` (document order).
@@ -116,16 +123,13 @@ pub fn first_sort_value(sort: &str) -> Option<i64> {
 }
 
 /// One hit line of an export (`{"_index", "_id", "_source", ...}`), or `None` when the line is
-/// not plainly a hit. The `_source` text is only delimited, not checked: the caller decodes it
-/// with [`super::decode_flat`], which refuses what a tree parse refuses. Everything else is
-/// checked here.
+/// not plainly a hit. With `decode`, `_source` is decoded for its plan as it is read (see
+/// [`HitParts::flat`]); otherwise, or where that decode gives up, its text is only delimited,
+/// not checked: the caller decodes it with [`super::decode_flat`], which refuses what a tree
+/// parse refuses. Everything else is checked here.
 pub fn scan_hit_line<'a>(line: &'a str, decode: Option<HitDecode<'a, '_, 'a>>) -> Option<HitParts> {
-    let mut cursor = Cursor::new(line);
-    cursor.whitespace();
     let mut decode = decode;
-    let hit = cursor.hit(decode.as_mut()).ok()?;
-    cursor.end().ok()?;
-    Some(hit)
+    read_whole(line, |cursor| cursor.hit(decode.as_mut())).ok()
 }
 
 /// What a point-in-time search answer holds, as [`scan_search_page`] reads it.
@@ -141,20 +145,16 @@ pub struct PageParts {
     pub hits: Vec<HitParts>,
 }
 
-/// A search answer read in one pass, each hit's `_source` only delimited (as in
-/// [`scan_hit_line`]); `None` when anything is unusual, for the caller's serde parse, which
+/// A search answer read in one pass, each hit's `_source` decoded or delimited as in
+/// [`scan_hit_line`]; `None` when anything is unusual, for the caller's serde parse, which
 /// then decides (and words any error). Accepts only what a serde parse into the answer's
 /// fields would accept, with the same values.
 pub fn scan_search_page<'a>(
     body: &'a str,
     decode: Option<HitDecode<'a, '_, 'a>>,
 ) -> Option<PageParts> {
-    let mut cursor = Cursor::new(body);
-    cursor.whitespace();
     let mut decode = decode;
-    let page = cursor.page(decode.as_mut()).ok()?;
-    cursor.end().ok()?;
-    Some(page)
+    read_whole(body, |cursor| cursor.page(decode.as_mut())).ok()
 }
 
 /// A position in a JSON text, and the checks every reader of it shares.
@@ -633,7 +633,8 @@ impl<'a> Cursor<'a> {
         decode: Option<&mut HitDecode<'a, '_, 'a>>,
     ) -> Scan<(Range<usize>, Option<Range<usize>>)> {
         let start = self.pos;
-        if let Some(decode) = decode {
+        // A plan the segment tree cannot route is never decoded here (see `decode_flat`).
+        if let Some(decode) = decode.filter(|d| d.plan.decodes_flat()) {
             let (depth, kept) = (self.depth, decode.entries.len());
             match decode_object(self, decode.plan, decode.entries) {
                 Ok(FlatDecode::Decoded) => {
