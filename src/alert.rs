@@ -96,14 +96,25 @@ pub struct SourceEvent<'a> {
 pub struct AlertDoc {
     /// `_id`, equal to `kibana.alert.uuid`.
     pub id: String,
+    /// The sequence's shell, or one of its building blocks.
+    pub kind: AlertKind,
     /// The alert.
     pub source: Value,
+}
+
+/// Which alert of a sequence a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// The shell alert that stands for the whole sequence.
+    Shell,
+    /// One event's building block (Kibana excludes these from "alerts created").
+    BuildingBlock,
 }
 
 impl AlertDoc {
     /// True for a building-block alert (Kibana excludes these from "alerts created").
     pub fn is_building_block(&self) -> bool {
-        self.source.get("kibana.alert.group.index").is_some()
+        self.kind == AlertKind::BuildingBlock
     }
 }
 
@@ -209,11 +220,13 @@ pub fn build_sequence_alerts(
     let mut out = Vec::with_capacity(events.len() + 1);
     out.push(AlertDoc {
         id: shell_uuid,
+        kind: AlertKind::Shell,
         source: Value::Object(shell),
     });
     for (doc, id) in blocks.into_iter().zip(bb_ids) {
         out.push(AlertDoc {
             id,
+            kind: AlertKind::BuildingBlock,
             source: Value::Object(doc),
         });
     }

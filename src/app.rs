@@ -15,8 +15,8 @@ use crate::cli::{
 use crate::config::{CliOverrides, Config, Secrets};
 use crate::engine::{CompiledRule, EngineOptions};
 use crate::generate::{self as gen, GenerateSpec, Generator};
-use crate::job::{JobContext, PreparedRule, RunMode, RunResult};
 use crate::rule::Rule;
+use crate::run::{PreparedRule, RunContext, RunOutcome, RunPlan};
 
 /// Carries out one command line.
 pub fn main(cli: Cli) -> Result<ExitCode> {
@@ -30,7 +30,7 @@ pub fn main(cli: Cli) -> Result<ExitCode> {
         Command::Once(args) => once(load()?, args),
         Command::Backfill(args) => backfill(load()?, args),
         Command::Validate(args) => validate(load(), args),
-        Command::Run(args) => crate::daemon::run(load()?, &args.rules),
+        Command::Run(args) => daemon(load()?, &args.rules),
         Command::Setup(args) => setup(&load()?, args.with_source_templates),
         Command::Generate(args) => {
             // Loading goes to the configured cluster with the configured credentials.
@@ -434,32 +434,50 @@ fn parse_time(flag: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
         })
 }
 
+/// The context runs share: the configured cluster, the configuration, this replica's name.
+fn run_context(config: Config) -> Result<RunContext> {
+    let client = crate::es::EsClient::connect(&es_settings(&config)?)?;
+    Ok(RunContext::new(
+        std::sync::Arc::new(client),
+        std::sync::Arc::new(config),
+        instance_name(),
+    ))
+}
+
+/// `seqwatch run`: the daemon, until SIGTERM or SIGINT.
+fn daemon(config: Config, selection: &RuleSelection) -> Result<ExitCode> {
+    let rules = load_rules(&config, selection)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let ctx = run_context(config)?;
+        crate::daemon::serve(ctx, rules, crate::daemon::shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `seqwatch once`: one run of every rule; exit 1 if one failed or was not run.
 fn once(config: Config, args: OnceArgs) -> Result<ExitCode> {
     let rules = load_rules(&config, &args.rules)?;
     let now = match &args.now {
         Some(t) => parse_time("--now", t)?,
         None => chrono::Utc::now(),
     };
-    let ctx = JobContext {
-        es: crate::es::EsClient::connect(&es_settings(&config)?)?,
-        config: std::sync::Arc::new(config),
-        instance: instance_name(),
-    };
     let rt = runtime()?;
+    let ctx = rt.block_on(async { run_context(config) })?;
     let mut failed = false;
     let mut out = std::io::stdout().lock();
     for rule in &rules {
-        match rt.block_on(crate::job::run_once(&ctx, rule, now, RunMode::Once)) {
-            RunResult::Ran(doc) => {
-                failed |= doc.status == crate::state::RunStatus::Failed;
-                serde_json::to_writer_pretty(&mut out, &*doc)?;
+        match rt.block_on(crate::run::run(&ctx, rule, &RunPlan::once(now))) {
+            RunOutcome::Ran(report) => {
+                failed |= report.error.is_some();
+                serde_json::to_writer_pretty(&mut out, &report.doc)?;
                 writeln!(out)?;
             }
-            RunResult::Skipped { owner, until } => {
+            RunOutcome::Skipped(holder) => {
                 failed = true;
                 eprintln!(
-                    "rule {:?}: not run, another replica ({owner}) holds its lease until {until}",
-                    rule.rule.name
+                    "rule {:?}: not run, another replica ({}) holds its lease until {}",
+                    rule.rule.name, holder.owner, holder.until
                 );
             }
         }
@@ -471,6 +489,9 @@ fn once(config: Config, args: OnceArgs) -> Result<ExitCode> {
     })
 }
 
+/// `seqwatch backfill`: every rule over the range; exit 1 if a chunk failed. SIGINT or SIGTERM
+/// stops it at the chunks' next safe point; what finished is recorded, so the same command
+/// resumes.
 fn backfill(config: Config, args: BackfillArgs) -> Result<ExitCode> {
     let rules = load_rules(&config, &args.rules)?;
     let from = parse_time("--from", &args.from)?;
@@ -478,22 +499,22 @@ fn backfill(config: Config, args: BackfillArgs) -> Result<ExitCode> {
     if from >= to {
         anyhow::bail!("--from must be before --to");
     }
-    let ctx = JobContext {
-        es: crate::es::EsClient::connect(&es_settings(&config)?)?,
-        config: std::sync::Arc::new(config),
-        instance: instance_name(),
+    let options = crate::run::BackfillOptions {
+        parallel: args.parallel.max(1),
+        chunk: args.chunk.0,
     };
     let rt = runtime()?;
+    let ctx = rt.block_on(async { run_context(config) })?;
+    let cancel = ctx.cancel.clone();
+    rt.spawn(async move {
+        crate::daemon::shutdown_signal().await;
+        cancel.cancel();
+    });
     let mut failed = false;
     for rule in &rules {
-        let report = rt.block_on(crate::backfill::backfill(
-            &ctx,
-            rule,
-            from,
-            to,
-            args.parallel.max(1),
-        ))?;
-        failed |= report.failed_chunks > 0;
+        let report = rt.block_on(crate::run::backfill(&ctx, rule, from, to, options))?;
+        failed |=
+            report.failed_chunks > 0 || report.chunks_run + report.chunks_resumed < report.chunks;
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(if failed {
@@ -525,7 +546,7 @@ fn validate(config: Result<Config>, args: ValidateArgs) -> Result<ExitCode> {
             match es_settings(c).and_then(|s| Ok(crate::es::EsClient::connect(&s)?)) {
                 Ok(client) => {
                     let rt = runtime()?;
-                    problems.extend(rt.block_on(crate::job::check_cluster(&client, c, &rules)));
+                    problems.extend(rt.block_on(crate::run::check_cluster(&client, c, &rules)));
                 }
                 Err(e) => problems.push(format!("{e:#}")),
             }

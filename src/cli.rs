@@ -207,6 +207,10 @@ pub struct BackfillArgs {
     /// Chunks searched at the same time.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
+    /// The span of one chunk (each also reads one lookback before it). Progress is saved
+    /// per chunk, so a killed backfill started again loses at most the chunks in flight.
+    #[arg(long, value_name = "DURATION", default_value = "1d")]
+    pub chunk: crate::config::HumanDuration,
 }
 
 // ---- validate ----------------------------------------------------------------------------

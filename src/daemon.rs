@@ -2,14 +2,15 @@
 //! `/readyz` and `/metrics`.
 //!
 //! Scheduling is tokio-cron-scheduler's. Its runner spawns each tick without waiting for the
-//! previous one (issue #83 upstream), so each rule has a lock taken with `try_lock`: a tick that
-//! finds the rule still running is skipped and counted, never run twice at once. Its
-//! `shutdown` only stops new ticks, so in-flight runs are tracked here and given
-//! `daemon.shutdown_timeout` to finish; what is still running then is abandoned, which leaves
-//! the checkpoint where it was, so the next start covers that window again.
+//! previous one (tokio-cron-scheduler issue #83), so each rule has a lock taken with
+//! `try_lock`: a tick that finds the rule still running is skipped and counted, never run twice
+//! at once. Its `shutdown` only stops new ticks, so shutdown here cancels the runs (each stops
+//! at its next safe point: between stages, or between write batches) and gives them
+//! `daemon.shutdown_timeout` to get there. A rule's lease is given back only when no run of it
+//! is going; a run still going at the deadline keeps its lease until it expires, and its
+//! checkpoint where it was, so the next start covers that window again.
 
 use std::collections::HashMap;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +25,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::cli::RuleSelection;
 use crate::config::Config;
-use crate::job::{JobContext, PreparedRule, RunMode, RunResult};
+use crate::run::{run, PreparedRule, RunContext, RunOutcome, RunPlan};
 
 /// What the HTTP endpoints report.
 #[derive(Default)]
@@ -76,30 +76,12 @@ impl Health {
 /// One reachability check for `/readyz`. A failed check makes the daemon not ready at once:
 /// keeping the last success for its 30 s would answer "ready" for half a minute after the node
 /// went away.
-async fn probe_es(es: &crate::es::EsClient, health: &Health) {
-    let up = es.health().await.is_ok();
+async fn probe_es(cluster: &dyn crate::cluster::Cluster, health: &Health) {
+    let up = cluster.reachable().await.is_ok();
     crate::metrics::record_es_up(up);
     if let Ok(mut g) = health.es_ok_at.lock() {
         *g = up.then(Instant::now);
     }
-}
-
-/// Runs the daemon until a signal; returns the exit code.
-pub fn run(config: Config, selection: &RuleSelection) -> Result<ExitCode> {
-    let rules = crate::app::load_rules(&config, selection)?;
-    let settings = crate::app::es_settings(&config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let ctx = JobContext {
-            es: crate::es::EsClient::connect(&settings)?,
-            config: Arc::new(config),
-            instance: crate::app::instance_name(),
-        };
-        serve(ctx, rules, shutdown_signal()).await
-    })?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -162,7 +144,7 @@ fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> 
 
 /// The daemon proper, until `shutdown` resolves. Tests hand it their own future.
 pub async fn serve(
-    ctx: JobContext,
+    ctx: RunContext,
     rules: Vec<PreparedRule>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
@@ -208,10 +190,10 @@ pub async fn serve(
 
     // Elasticsearch reachability, for /readyz and the metric.
     let probe = {
-        let (es, health) = (ctx.es.clone(), health.clone());
+        let (cluster, health) = (ctx.cluster.clone(), health.clone());
         tokio::spawn(async move {
             loop {
-                probe_es(&es, &health).await;
+                probe_es(cluster.as_ref(), &health).await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
         })
@@ -225,9 +207,11 @@ pub async fn serve(
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
+    let mut running = Vec::new();
     for rule in &rules {
         let rule = Arc::new(rule.clone());
         let busy = Arc::new(Mutex::new(()));
+        running.push((rule.clone(), busy.clone()));
         let on_tick = {
             let (ctx, rule, busy, tracker, health, stopping) = (
                 ctx.clone(),
@@ -272,7 +256,8 @@ pub async fn serve(
 
     shutdown.await;
     stopping.store(true, Ordering::SeqCst);
-    info!("shutting down: no new runs; waiting for the current ones");
+    ctx.cancel.cancel();
+    info!("shutting down: no new runs; the current ones stop at their next safe point");
     let _ = scheduler.shutdown().await;
     tracker.close();
     let deadline = ctx.config.daemon.shutdown_timeout.0;
@@ -280,15 +265,28 @@ pub async fn serve(
         .await
         .is_err()
     {
-        warn!(timeout = ?deadline, "runs still going at the shutdown deadline were abandoned; their windows are covered again at the next start");
+        warn!(timeout = ?deadline, "runs still going at the shutdown deadline are abandoned; their windows are covered again at the next start");
     }
-    for rule in &rules {
-        crate::job::release_lease(&ctx, rule, Utc::now()).await;
-    }
+    release_idle_leases(&ctx, &running).await;
     probe.abort();
     server.abort();
     info!("seqwatch daemon stopped");
     Ok(())
+}
+
+/// Gives back the lease of every rule with no run going. A rule whose run is still going (past
+/// the deadline) keeps its lease until it expires: that run may still write, and another
+/// replica must not take the rule meanwhile. The rule's lock is held while the lease is given
+/// back, so no run can start in between.
+async fn release_idle_leases(ctx: &RunContext, rules: &[(Arc<PreparedRule>, Arc<Mutex<()>>)]) {
+    for (rule, busy) in rules {
+        match busy.try_lock() {
+            Ok(_idle) => crate::run::release_lease(ctx, rule, Utc::now()).await,
+            Err(_) => {
+                warn!(rule = %rule.rule.name, "a run is still going; its lease is left to expire")
+            }
+        }
+    }
 }
 
 /// What became of one tick.
@@ -303,7 +301,7 @@ enum Tick {
 }
 
 async fn run_tick(
-    ctx: &JobContext,
+    ctx: &RunContext,
     rule: &PreparedRule,
     busy: &Mutex<()>,
     health: &Health,
@@ -322,19 +320,20 @@ async fn run_tick(
     if stopping.load(Ordering::SeqCst) {
         return Tick::Stopping;
     }
-    match crate::job::run_once(ctx, rule, Utc::now(), RunMode::Scheduled).await {
-        RunResult::Ran(doc) => {
-            crate::metrics::record_run(&doc);
-            if doc.status != crate::state::RunStatus::Failed {
+    match run(ctx, rule, &RunPlan::scheduled(Utc::now())).await {
+        RunOutcome::Ran(report) => {
+            if report.error.is_none() {
                 if let Ok(mut m) = health.last_success.lock() {
                     m.insert(rule.rule.name.clone(), Instant::now());
                 }
-                let lag = (Utc::now() - doc.window.to).num_milliseconds().max(0) as f64 / 1000.0;
+                let lag = (Utc::now() - report.doc.window.to)
+                    .num_milliseconds()
+                    .max(0) as f64
+                    / 1000.0;
                 crate::metrics::record_lag(&rule.rule.name, lag);
             }
         }
-        RunResult::Skipped { .. } => {
-            crate::metrics::record_skip(&rule.rule.name, "lease");
+        RunOutcome::Skipped(_) => {
             // Another replica runs the rule: that keeps the rule fresh for readiness too.
             if let Ok(mut m) = health.last_success.lock() {
                 m.insert(rule.rule.name.clone(), Instant::now());
@@ -348,16 +347,12 @@ async fn run_tick(
 mod tests {
     use super::*;
 
-    fn unreachable_ctx() -> (JobContext, PreparedRule) {
+    fn unreachable_ctx() -> (RunContext, PreparedRule) {
         let config = Config::default();
         let rule = PreparedRule::prepare(crate::rule::Rule::builtin().unwrap(), &config).unwrap();
         let es = crate::es::EsClient::connect(&crate::es::EsSettings::new("http://127.0.0.1:9"))
             .unwrap();
-        let ctx = JobContext {
-            es,
-            config: Arc::new(config),
-            instance: "test".into(),
-        };
+        let ctx = RunContext::new(Arc::new(es), Arc::new(config), "test".into());
         (ctx, rule)
     }
 
@@ -388,7 +383,7 @@ mod tests {
     }
 
     /// A node that stops answering makes the daemon not ready at the next check, not 30 s
-    /// after the last success (issue 5, item 2: not-ready while the node is down).
+    /// after the last success: a daemon whose node is down must say so while it is down.
     #[tokio::test]
     async fn a_failed_check_makes_the_daemon_not_ready_at_once() {
         let (ctx, rule) = unreachable_ctx();
@@ -397,7 +392,7 @@ mod tests {
         let _ = health.rules.set(vec![rule.rule.name.clone()]);
         *health.es_ok_at.lock().unwrap() = Some(Instant::now());
         assert_eq!(health.ready(), Ok(()), "a fresh success is ready");
-        probe_es(&ctx.es, &health).await;
+        probe_es(ctx.cluster.as_ref(), &health).await;
         assert_eq!(
             health.ready(),
             Err("Elasticsearch is not reachable".to_owned())

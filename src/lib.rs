@@ -12,13 +12,16 @@
 //! - [`fuzzing`]: the fuzz targets as plain functions of bytes; pure.
 //! - [`generate`]: deterministic synthetic process events with ground truth.
 //! - [`es`]: the only module that talks to Elasticsearch (client, index templates, bulk writes).
+//! - [`cluster`]: the narrow trait a run needs of a cluster; `es` serves it over HTTP.
+//! - [`run`]: one detection run (the daemon's ticks, `once`, backfill chunks) and backfill.
+//! - [`daemon`]: `seqwatch run`, every rule on its schedule.
 //! - [`healthcheck`]: `seqwatch healthcheck`, the container's probe of a running daemon.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
 pub mod app;
-pub mod backfill;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod correlate;
 pub mod daemon;
@@ -30,10 +33,10 @@ pub mod fetch_plan;
 pub mod fuzzing;
 pub mod generate;
 pub mod healthcheck;
-pub mod job;
 pub mod metrics;
 pub mod replay;
 pub mod rule;
+pub mod run;
 pub mod state;
 pub mod telemetry;
 pub mod window;

@@ -158,6 +158,10 @@ pub struct RunDoc {
     pub warnings: Vec<String>,
     /// The error that failed the run, if it failed.
     pub error: Option<String>,
+    /// The kind of that error (`paging`, `write`, `missing_privileges`, …), for dashboards
+    /// and alerting on run failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
     /// How the events were fetched: `two-step`, or `one query (<why>)`; empty if the run
     /// failed before fetching.
     #[serde(default)]

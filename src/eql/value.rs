@@ -34,7 +34,7 @@ pub enum FieldType {
 
 /// Field path → mapping type. Fields not listed are typed from their JSON values (see
 /// [`indexed_value`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldTypes {
     types: HashMap<String, FieldType>,
 }

@@ -276,7 +276,128 @@ pub struct PitPager {
     done: bool,
 }
 
+/// The operation name of a point-in-time search, in errors.
+pub const PIT_SEARCH: &str = "POST _search (point in time)";
+
+/// The error of a point in time that expired or was closed before paging finished.
+pub fn pit_expired(cause: &str) -> EsError {
+    EsError::Response {
+        operation: PIT_SEARCH.into(),
+        reason: format!(
+            "the point in time expired or was closed before paging finished (HTTP 404 search_context_missing_exception: {cause}); elasticsearch.pit_keep_alive must outlast the time between two pages"
+        ),
+    }
+}
+
 impl PitPager {
+    /// Paging over the point in time `pit_id`: `page_size` hits of `query` at a time, with
+    /// `source_includes` and `sort`. Its requests name their indices through the point in time.
+    pub fn new(
+        pit_id: String,
+        keep_alive: &str,
+        page_size: u32,
+        query: Value,
+        source_includes: &[String],
+        sort: Value,
+    ) -> PitPager {
+        let body = json!({
+            "size": page_size,
+            "query": query,
+            "_source": {"includes": source_includes},
+            "sort": sort,
+            "pit": {"id": pit_id, "keep_alive": keep_alive},
+            "track_total_hits": false,
+        });
+        PitPager {
+            pit_id,
+            body,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The point in time's current id (Elasticsearch may hand out a new one with each page).
+    pub fn pit_id(&self) -> &str {
+        &self.pit_id
+    }
+
+    /// The body of the next page's search, or `None` after the last page.
+    pub fn next_request(&self) -> Option<Value> {
+        if self.done {
+            return None;
+        }
+        let mut body = self.body.clone();
+        body["pit"]["id"] = json!(self.pit_id);
+        if let Some(after) = &self.after {
+            body["search_after"] = after.clone();
+        }
+        Some(body)
+    }
+
+    /// Reads the answer `text` to [`PitPager::next_request`]: the page, or `None` when it was
+    /// empty (the last). A page with shard failures or a timeout is an error: a partial page
+    /// could hide a sequence's events. The hits' `_source` texts are not parsed here: a
+    /// document that cannot be read is the caller's one skipped event, never a failed page.
+    /// With a `plan`, each `_source` is decoded flat for it as the answer is read.
+    pub fn read_answer(
+        &mut self,
+        text: String,
+        plan: Option<&FieldPlan>,
+    ) -> Result<Option<SearchPage>, EsError> {
+        let ReadPage {
+            pit_id,
+            timed_out,
+            shards,
+            hits,
+            values,
+        } = read_page(&text, plan).map_err(|reason| EsError::Response {
+            operation: PIT_SEARCH.into(),
+            reason,
+        })?;
+        if let Some(id) = &pit_id {
+            self.pit_id.clone_from(id);
+        }
+        if shards.failed > 0 {
+            let first = shards.failures.first();
+            let reason = first
+                .and_then(|f| {
+                    f["reason"]["reason"]
+                        .as_str()
+                        .or_else(|| f["reason"]["type"].as_str())
+                })
+                .unwrap_or("unknown");
+            return Err(EsError::Response {
+                operation: PIT_SEARCH.into(),
+                reason: format!("{} shard(s) failed; the first: {reason}", shards.failed),
+            });
+        }
+        if timed_out {
+            return Err(EsError::Response {
+                operation: PIT_SEARCH.into(),
+                reason: "the search timed out".into(),
+            });
+        }
+        if hits.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        self.after = hits
+            .last()
+            .and_then(|h| h.sort.clone())
+            .and_then(|r| serde_json::from_str::<Value>(&text[r]).ok());
+        if self.after.as_ref().is_none_or(Value::is_null) {
+            return Err(EsError::Response {
+                operation: PIT_SEARCH.into(),
+                reason: "hits carry no sort values".into(),
+            });
+        }
+        Ok(Some(SearchPage {
+            body: text,
+            hits,
+            values,
+        }))
+    }
+
     /// Pages through `query` next, in the same point in time, with the same page size and
     /// sort, from the start: the two-step fetch reads its key scan and then the restricted
     /// query in one snapshot, so both see the same documents.
@@ -340,20 +461,14 @@ impl EsClient {
         let pit_id = self
             .open_point_in_time(&indices.join(","), keep_alive)
             .await?;
-        let body = json!({
-            "size": page_size,
-            "query": query,
-            "_source": {"includes": source_includes},
-            "sort": sort,
-            "pit": {"id": pit_id, "keep_alive": keep_alive},
-            "track_total_hits": false,
-        });
-        Ok(PitPager {
+        Ok(PitPager::new(
             pit_id,
-            body,
-            after: None,
-            done: false,
-        })
+            keep_alive,
+            page_size,
+            query,
+            source_includes,
+            sort,
+        ))
     }
 
     /// The next page, or `None` after the last, each `_source` parsed into a [`Value`] on its
@@ -399,18 +514,21 @@ impl EsClient {
         pager: &mut PitPager,
         plan: Option<&FieldPlan>,
     ) -> Result<Option<SearchPage>, EsError> {
-        if pager.done {
+        let Some(body) = pager.next_request() else {
             return Ok(None);
-        }
-        let mut body = pager.body.clone();
-        body["pit"]["id"] = json!(pager.pit_id);
-        if let Some(after) = &pager.after {
-            body["search_after"] = after.clone();
-        }
-        let operation = "POST _search (point in time)";
+        };
+        let text = self.search_point_in_time_text(&body).await?;
+        pager.read_answer(text, plan)
+    }
+
+    /// `POST _search` with a point-in-time `body`: the answer's text when it is 2xx. A point in
+    /// time that expired (or was closed) between two pages comes back as 404
+    /// `search_phase_execution_exception` "all shards failed", which names nothing; the cause
+    /// is in `root_cause` (`search_context_missing_exception`), and the error says so.
+    pub async fn search_point_in_time_text(&self, body: &Value) -> Result<String, EsError> {
         let reply = self
             .call(
-                operation,
+                PIT_SEARCH,
                 Method::Post,
                 "/_search",
                 &[],
@@ -418,73 +536,15 @@ impl EsClient {
             )
             .await?;
         if !(200..300).contains(&reply.status) {
-            // A point in time that expired (or was closed) between two pages comes back as 404
-            // `search_phase_execution_exception` "all shards failed", which names nothing; the
-            // cause is in `root_cause` (`search_context_missing_exception`).
             if reply.status == 404 && reply.body.contains("search_context_missing_exception") {
-                return Err(EsError::Response {
-                    operation: operation.into(),
-                    reason: format!(
-                        "the point in time expired or was closed before paging finished (HTTP 404 search_context_missing_exception: {}); elasticsearch.pit_keep_alive must outlast the time between two pages",
-                        super::root_cause(&reply.body).unwrap_or_else(|| "no search context found".into())
-                    ),
-                });
+                return Err(pit_expired(
+                    &super::root_cause(&reply.body)
+                        .unwrap_or_else(|| "no search context found".into()),
+                ));
             }
-            return Err(super::status_error(operation, reply));
+            return Err(super::status_error(PIT_SEARCH, reply));
         }
-        let text = reply.body;
-        let ReadPage {
-            pit_id,
-            timed_out,
-            shards,
-            hits,
-            values,
-        } = read_page(&text, plan).map_err(|reason| EsError::Response {
-            operation: operation.into(),
-            reason,
-        })?;
-        if let Some(id) = &pit_id {
-            pager.pit_id.clone_from(id);
-        }
-        if shards.failed > 0 {
-            let first = shards.failures.first();
-            let reason = first
-                .and_then(|f| {
-                    f["reason"]["reason"]
-                        .as_str()
-                        .or_else(|| f["reason"]["type"].as_str())
-                })
-                .unwrap_or("unknown");
-            return Err(EsError::Response {
-                operation: operation.into(),
-                reason: format!("{} shard(s) failed; the first: {reason}", shards.failed),
-            });
-        }
-        if timed_out {
-            return Err(EsError::Response {
-                operation: operation.into(),
-                reason: "the search timed out".into(),
-            });
-        }
-        if hits.is_empty() {
-            pager.done = true;
-            return Ok(None);
-        }
-        pager.after = hits
-            .last()
-            .and_then(|h| h.sort.clone())
-            .and_then(|r| serde_json::from_str::<Value>(&text[r]).ok());
-        if pager.after.as_ref().is_none_or(Value::is_null) {
-            return Err(EsError::Response {
-                operation: operation.into(),
-                reason: "hits carry no sort values".into(),
-            });
-        }
-        Ok(Some(SearchPage {
-            body: text,
-            hits,
-            values,
-        }))
+        Ok(reply.body)
     }
 
     /// Closes the pager's point in time. Errors are returned, but a run that already failed
@@ -889,16 +949,15 @@ fn field_type(t: &str) -> Option<FieldType> {
     })
 }
 
-/// Percent-encodes a document id for a URL path (ids are ours: hex, dashes, letters).
+/// Percent-encodes a document id for one URL path segment: everything but RFC 3986's
+/// unreserved characters.
 fn encode_id(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(id, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
