@@ -807,17 +807,16 @@ fn value_fits(ty: &str, v: &Value) -> bool {
     })
 }
 
+#[ignore = "needs ../shared/data; scripts/test runs it"]
 #[test]
 fn defend_documents_fit_the_endpoint_mapping() {
-    let Some(data) = shared_data::or_skip(
+    let data = shared_data::require(
         "defend_documents_fit_the_endpoint_mapping",
         &[
             "mappings-reference/endpoint-process/fields.yml",
             "mappings-reference/crowdstrike-fdr/ecs.yml",
         ],
-    ) else {
-        return;
-    };
+    );
     let dir = data.join("..");
     let text =
         std::fs::read_to_string(dir.join("data/mappings-reference/endpoint-process/fields.yml"))
@@ -853,17 +852,16 @@ fn defend_documents_fit_the_endpoint_mapping() {
     );
 }
 
+#[ignore = "needs ../shared/data; scripts/test runs it"]
 #[test]
 fn fdr_documents_use_declared_fields_with_ecs_types() {
-    let Some(data) = shared_data::or_skip(
+    let data = shared_data::require(
         "fdr_documents_use_declared_fields_with_ecs_types",
         &[
             "mappings-reference/endpoint-process/fields.yml",
             "mappings-reference/crowdstrike-fdr/ecs.yml",
         ],
-    ) else {
-        return;
-    };
+    );
     let dir = data.join("..");
     let mut declared = HashSet::new();
     for f in ["ecs.yml", "base-fields.yml"] {

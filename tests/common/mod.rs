@@ -1,8 +1,8 @@
 //! Shared helpers for the tests that need a real Elasticsearch (`tests/es_*.rs`): where the node
 //! is (`SEQWATCH_TEST_ES_URL`, optional basic auth from `SEQWATCH_TEST_ES_USER` and
 //! `SEQWATCH_TEST_ES_PASSWORD_FILE`, the CA to pin from `SEQWATCH_TEST_ES_CA_FILE` when the node
-//! speaks HTTPS), skipping when it is absent (failing when `CI=true`), unique index names per
-//! test, cleanup that also runs when a test panics, and users and roles added to the node's file
+//! speaks HTTPS), failing when it is absent (the tests are ignored unless asked for), unique
+//! index names per test, cleanup that also runs when a test panics, and users and roles added to the node's file
 //! realm (`SEQWATCH_TEST_ES_CONFIG_DIR`). `scripts/test` starts a node and sets these variables.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
@@ -26,7 +26,7 @@ pub fn es_url() -> String {
         .unwrap_or_else(|| DEFAULT_TEST_ES_URL.to_owned())
 }
 
-/// True when running under CI (`CI=true`), where a missing node is a failure, not a skip.
+/// True when running under CI (`CI=true`).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true"))
 }
@@ -259,26 +259,20 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A client for the test node if it answers; otherwise prints "skipped: no Elasticsearch at …"
-/// and returns `None`, or panics when `CI=true`. Any answer other than a healthy cluster (bad
-/// credentials, say) panics too: that is a broken setup, not a missing node.
-pub async fn require_es(test: &str) -> Option<EsClient> {
+/// A client for the test node; panics, saying how to start one, when none answers there, and
+/// when it answers but not healthily (bad credentials, say). Every test that calls this is
+/// `#[ignore = "needs Elasticsearch; scripts/test runs it"]`: run explicitly without a node it
+/// fails, it never passes without having run.
+pub async fn require_es(test: &str) -> EsClient {
     let url = es_url();
     let client = EsClient::connect(&es_settings())
         .unwrap_or_else(|err| panic!("{test}: SEQWATCH_TEST_ES_URL is unusable: {err}"));
     match client.health().await {
-        Ok(_) => Some(client),
-        Err(err) if err.is_unreachable() => {
-            if in_ci() {
-                panic!("{test}: CI=true but no Elasticsearch answers at {url}: {err}");
-            }
-            // Straight to stderr: libtest captures print!/eprint! of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: no Elasticsearch at {url} ({test}; start one with scripts/es start)"
-            );
-            None
-        }
+        Ok(_) => client,
+        Err(err) if err.is_unreachable() => panic!(
+            "{test}: this test needs Elasticsearch, and none answers at {url} ({err}); run \
+             scripts/test, or start a node with scripts/es start and set SEQWATCH_TEST_ES_URL"
+        ),
         Err(err) => panic!("{test}: Elasticsearch at {url} answered, but not healthily: {err}"),
     }
 }
