@@ -693,11 +693,7 @@ async fn two_daemons_share_the_rule_through_the_lease_and_write_each_alert_once(
 }
 
 fn sha256_hex(text: &str) -> String {
-    hex_string(&Sha256::digest(text.as_bytes()))
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn iso(ms: i64) -> String {

@@ -279,7 +279,10 @@ async fn an_unknown_api_key_is_refused_with_401_without_the_key() {
         return;
     }
     let (id, key) = ("seqwatch-test-key-id", "api-key-secret-2718");
-    let encoded = common::base64(format!("{id}:{key}").as_bytes());
+    let encoded = {
+        use base64::prelude::{Engine as _, BASE64_STANDARD};
+        BASE64_STANDARD.encode(format!("{id}:{key}"))
+    };
     for auth in [
         EsAuth::ApiKey {
             id: id.into(),

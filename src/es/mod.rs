@@ -655,12 +655,8 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let ceiling = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(MAX_BACKOFF);
-    // Jitter from the clock's nanoseconds: enough to spread replicas apart, no RNG needed.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    ceiling.mul_f64(f64::from(nanos % 1_000_000) / 1_000_000.0)
+    // Full jitter spreads replicas that failed together apart.
+    ceiling.mul_f64(rand::random_range(0.0..=1.0))
 }
 
 /// Parses and checks the configured URL. Credentials in it are refused: they would end up in
