@@ -5,8 +5,8 @@
 //! variables (`__` separates sections: `SEQWATCH_ELASTICSEARCH__URL`), then command-line flags.
 //!
 //! Secrets never travel through figment: its environment provider parses values as TOML
-//! scalars, so an API key such as `0123` would become the integer `123` (see
-//! `shared/notes/elasticsearch-and-crates.md` §4). They are read by [`Secrets::load`] from
+//! scalars, so an API key such as `0123` would become the integer `123` and then fail as "found
+//! unsigned int, expected a string". They are read by [`Secrets::load`] from
 //! dedicated variables or files and kept in [`SecretString`], whose `Debug` prints nothing.
 
 use std::collections::BTreeMap;
@@ -833,8 +833,8 @@ mod tests {
         assert!("5w".parse::<HumanDuration>().is_err());
     }
 
-    /// Item 6 of issue 5: every configuration error names the key path and where the bad value
-    /// came from: the file, the exact environment variable, or the command line.
+    /// Every configuration error names the key path and where the bad value came from: the
+    /// file, the exact environment variable, or the command line.
     #[test]
     fn errors_name_the_key_path_and_its_source() {
         Jail::expect_with(|jail| {

@@ -1,4 +1,4 @@
-//! Load and soak, CI-sized (issue 5, item 9; `scripts/load` is the full-size run with 1M
+//! Load and soak, CI-sized (`scripts/load` is the full-size run with 1M
 //! candidates and 200 daemon runs): one window where every event is a candidate of the built-in
 //! rule and the number of complete sequences is known exactly, and the real `seqwatch run`
 //! binary on a 1-second cron over events arriving in real time, sampled for open file
@@ -199,7 +199,7 @@ async fn load(fx: &JobFixture, events: &[BulkCreate]) {
 
 /// 50,000 candidates with 1,200 sequences in one 9-minute window. `once` fetches and correlates
 /// all of them, finds exactly 1,200 sequences and writes the latest 100 (ES `size` is a tail:
-/// `TumblingWindow` with `result_position` tail, eql-semantics.md §1.5); a backfill over the
+/// `TumblingWindow` with `result_position` tail, the default Kibana keeps); a backfill over the
 /// window (no per-run cap) then writes exactly the planted 1,200, id for id, none twice, in
 /// several write batches (the job writes 500 sequences per `_bulk`).
 #[ignore = "needs Elasticsearch; scripts/test runs it"]

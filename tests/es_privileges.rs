@@ -1,5 +1,5 @@
-//! The least-privilege role of `docs/least-privilege.md` against a real node with security on
-//! (issue 5, item 8): the role works, and a role lacking any one of its privileges fails the run
+//! The least-privilege role of `docs/least-privilege.md` against a real node with security on:
+//! the role works, and a role lacking any one of its privileges fails the run
 //! before it starts, naming the missing privilege and the index, writing nothing and showing no
 //! secret. Users and roles go into the node's file realm (the native realm needs the `.security`
 //! index, which the integ-test distribution cannot create). On a node with security off (the

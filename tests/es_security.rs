@@ -1,4 +1,4 @@
-//! TLS and authentication against a real node with security on (issue 5, item 8). On the
+//! TLS and authentication against a real node with security on. On the
 //! HTTPS node of `scripts/test` (`scripts/es --tls`: a CA made at each start, its certificate
 //! in `SEQWATCH_TEST_ES_CA_FILE`): the pinned CA verifies; no CA, another CA and plain `http://`
 //! fail with a message that says what is wrong, names the URL and carries no secret. With

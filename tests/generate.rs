@@ -165,7 +165,9 @@ fn brute_force(docs: &[Doc]) -> Vec<(Vec<String>, usize, usize)> {
 }
 
 /// No stage-0 and stage-1 candidate with the same key share a millisecond, so ES's
-/// `_shard_doc` tie-break (eql-semantics.md §1.2) can never change the result.
+/// `_shard_doc` tie-break (ES orders equal timestamps by `_shard_doc`, shard then doc order,
+/// when no tiebreaker field is set, as for this rule: `Ordinal.compareTo`) can never change
+/// the result.
 fn assert_no_equal_ms_ties(docs: &[Doc]) {
     let mut s0: HashMap<(String, String), HashSet<i64>> = HashMap::new();
     for d in docs {
@@ -476,7 +478,8 @@ fn both_document_kinds_have_the_expected_shape() {
                 let line = p["command_line"].as_str().expect("command_line");
                 let args = p["args"].as_array().expect("args");
                 assert_eq!(p["args_count"].as_u64(), Some(args.len() as u64));
-                // Single quotes survive the Windows-style split (data-notes §4).
+                // Single quotes survive the Windows-style split: they are no quote
+                // characters under `CommandLineToArgvW` rules.
                 if line.contains(" -c '") {
                     assert!(
                         args.iter()
@@ -876,7 +879,7 @@ fn fdr_documents_use_declared_fields_with_ecs_types() {
         }
     };
     // ECS fields the FDR integration gets from `ecs@mappings` rather than its field list
-    // (data-notes §4: host.id is not declared there).
+    // (the package's `ecs.yml` does not declare `host.id`, for one).
     let via_ecs_templates = [
         "host.id",
         "host.os.platform",

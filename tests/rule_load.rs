@@ -297,7 +297,7 @@ fn evaluator_refusals_are_reported_at_load_with_their_place() {
     );
 }
 
-/// Item 6 of issue 5: every class of EQL error in a rule file is reported as
+/// Every class of EQL error in a rule file is reported as
 /// `file:line:column`, with the line and a caret under the place.
 #[test]
 fn every_class_of_eql_error_names_file_line_column_with_a_caret() {

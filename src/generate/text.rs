@@ -418,7 +418,8 @@ mod tests {
             s(r#"sh -c "node setup_bun.js""#),
             ["sh", "-c", "node setup_bun.js"]
         );
-        // Single quotes are not quote characters on Windows (data-notes §4).
+        // Single quotes are not quote characters on Windows: `CommandLineToArgvW` leaves them
+        // in the words, and the CrowdStrike integration splits `CommandLine` that way.
         assert_eq!(s("sh -c 'node x.js'"), ["sh", "-c", "'node", "x.js'"]);
         assert_eq!(s(r#"a\\\"b "c d""#), [r#"a\"b"#, "c d"]);
         assert_eq!(s(r#"a\\b "x""y""#), [r#"a\\b"#, r#"x"y"#]);
