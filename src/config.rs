@@ -369,12 +369,22 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Log output formats (`[log] format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
-    pub format: crate::cli::LogFormat,
+    pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `seqwatch=debug,info`.
     pub level: String,
 }
@@ -382,7 +392,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: crate::cli::LogFormat::Text,
+            format: LogFormat::Text,
             level: "info".into(),
         }
     }
@@ -394,7 +404,7 @@ pub struct CliOverrides {
     /// `--es-url`.
     pub es_url: Option<String>,
     /// `--log-format`.
-    pub log_format: Option<crate::cli::LogFormat>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
