@@ -26,11 +26,6 @@ pub fn es_url() -> String {
         .unwrap_or_else(|| DEFAULT_TEST_ES_URL.to_owned())
 }
 
-/// True when running under CI (`CI=true`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true"))
-}
-
 /// Basic-auth credentials for the test node, when `SEQWATCH_TEST_ES_PASSWORD_FILE` names one
 /// (`scripts/es --security` writes it; the user defaults to `elastic`).
 pub fn es_auth() -> Option<EsAuth> {
