@@ -659,6 +659,19 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     ceiling.mul_f64(rand::random_range(0.0..=1.0))
 }
 
+/// What [`encode_path_segment`] leaves as it is: RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// One segment of a URL path, such as a document id in `/{index}/_doc/{id}`, percent-encoded:
+/// letters, digits and `-_.~` stay, every other byte (of the UTF-8) becomes `%XX`.
+pub fn encode_path_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
+}
+
 /// Parses and checks the configured URL. Credentials in it are refused: they would end up in
 /// error messages and logs.
 fn parse_url(raw: &str) -> Result<Url, EsError> {

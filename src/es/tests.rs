@@ -840,3 +840,33 @@ async fn the_privilege_check_reads_only_the_security_off_answer_as_no_security()
     }
     server.await.expect("server");
 }
+
+/// `encode_path_segment` gives what the hand-written encoder of document ids gave: unreserved
+/// bytes as they are, every other byte as upper-case `%XX`.
+#[test]
+fn path_segments_are_percent_encoded_as_before() {
+    let by_hand = |id: &str| -> String {
+        id.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    for id in [
+        "",
+        "_JXO_iAKzfv-wGk9m6Cc",
+        "a/b?c#d e%f+g",
+        "esc\"aped\u{e9}",
+        "\u{1F600}~.",
+        "..",
+    ] {
+        assert_eq!(encode_path_segment(id), by_hand(id), "{id:?}");
+    }
+    assert_eq!(encode_path_segment("a/b é"), "a%2Fb%20%C3%A9");
+    proptest::proptest!(|(id in ".{0,40}")| {
+        proptest::prop_assert_eq!(encode_path_segment(&id), by_hand(&id));
+    });
+}
