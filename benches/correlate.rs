@@ -1,4 +1,4 @@
-//! Micro benchmarks of the detection hot path for issue 6: the built-in rule (Node.js
+//! Micro benchmarks of the detection hot path: the built-in rule (Node.js
 //! install-script sequence) over a generated stream, in events per second on one core.
 //!
 //! The stream is `seqwatch::generate` with a fixed seed, rendered to NDJSON hit lines in

@@ -2,8 +2,8 @@
 //! shell alert that ties them together, with the ids Kibana would give them.
 //!
 //! Pure code: documents in, documents out. Each function cites the Kibana source it follows
-//! (paths relative to `x-pack/solutions/security/plugins/security_solution/server/lib/detection_engine/`,
-//! see `shared/notes/eql-semantics.md` §2.4–2.8):
+//! (paths relative to `x-pack/solutions/security/plugins/security_solution/server/lib/detection_engine/`
+//! in elastic/kibana):
 //! - `rule_types/eql/build_alert_group_from_sequence.ts` — the group, the shell, the intersection;
 //! - `rule_types/factories/utils/build_alert.ts` — `buildAlertFields`, `generateAlertId`;
 //! - `rule_types/factories/utils/generate_building_block_ids.ts` — building-block ids;

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{HumanDuration, LogFormat};
 
 /// Runs Elastic Security EQL detection rules against Elasticsearch, without Kibana.
 #[derive(Debug, Parser)]
@@ -26,14 +29,19 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Log output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+/// `--log-format` takes the values of `[log] format`; the type is the configuration's, which
+/// knows nothing of clap.
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LogFormat::Text, LogFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            LogFormat::Text => PossibleValue::new("text").help("Human-readable lines"),
+            LogFormat::Json => PossibleValue::new("json").help("One JSON object per line"),
+        })
+    }
 }
 
 /// The subcommands.
@@ -143,7 +151,7 @@ pub struct HealthcheckArgs {
     pub address: Option<String>,
     /// Limit on the whole exchange (e.g. 3s, 500ms).
     #[arg(long, default_value = "3s", value_name = "DURATION")]
-    pub timeout: crate::config::HumanDuration,
+    pub timeout: HumanDuration,
 }
 
 // ---- explain -----------------------------------------------------------------------------
@@ -224,4 +232,26 @@ pub struct ValidateArgs {
     /// Also check the cluster: reachable, templates installed, source indices readable.
     #[arg(long)]
     pub check_es: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--log-format X` and `[log] format = "X"` name the same formats.
+    #[test]
+    fn log_format_flag_values_are_the_configuration_values() {
+        for format in LogFormat::value_variants() {
+            let flag = format.to_possible_value().expect("a value");
+            let key = serde_json::to_value(format).expect("serialises");
+            assert_eq!(key.as_str(), Some(flag.get_name()));
+            assert_eq!(LogFormat::from_str(flag.get_name(), false), Ok(*format));
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -5,8 +5,8 @@
 //! variables (`__` separates sections: `SEQWATCH_ELASTICSEARCH__URL`), then command-line flags.
 //!
 //! Secrets never travel through figment: its environment provider parses values as TOML
-//! scalars, so an API key such as `0123` would become the integer `123` (see
-//! `shared/notes/elasticsearch-and-crates.md` §4). They are read by [`Secrets::load`] from
+//! scalars, so an API key such as `0123` would become the integer `123` and then fail as "found
+//! unsigned int, expected a string". They are read by [`Secrets::load`] from
 //! dedicated variables or files and kept in [`SecretString`], whose `Debug` prints nothing.
 
 use std::collections::BTreeMap;
@@ -369,12 +369,22 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Log output formats (`[log] format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
-    pub format: crate::cli::LogFormat,
+    pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `seqwatch=debug,info`.
     pub level: String,
 }
@@ -382,7 +392,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: crate::cli::LogFormat::Text,
+            format: LogFormat::Text,
             level: "info".into(),
         }
     }
@@ -394,7 +404,7 @@ pub struct CliOverrides {
     /// `--es-url`.
     pub es_url: Option<String>,
     /// `--log-format`.
-    pub log_format: Option<crate::cli::LogFormat>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -833,8 +843,8 @@ mod tests {
         assert!("5w".parse::<HumanDuration>().is_err());
     }
 
-    /// Item 6 of issue 5: every configuration error names the key path and where the bad value
-    /// came from: the file, the exact environment variable, or the command line.
+    /// Every configuration error names the key path and where the bad value came from: the
+    /// file, the exact environment variable, or the command line.
     #[test]
     fn errors_name_the_key_path_and_its_source() {
         Jail::expect_with(|jail| {

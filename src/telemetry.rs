@@ -4,8 +4,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
-use crate::config::LogConfig;
+use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. A second call (tests) leaves the first in place.
 pub fn init(log: &LogConfig) {

@@ -605,11 +605,10 @@ fn constant_expressions_are_folded_before_the_field_comparison_check() {
 
 // ----- the test -----------------------------------------------------------------------------
 
+#[ignore = "needs ../shared/data; scripts/test runs it"]
 #[test]
 fn es_eql_qa_suites_conform() {
-    let Some(shared) = shared_data::or_skip("es_eql_qa_suites_conform", SUITE_FILES) else {
-        return;
-    };
+    let shared = shared_data::require("es_eql_qa_suites_conform", SUITE_FILES);
     let es = shared.join("es-eql-suite");
     let endgame = data::load(
         &shared.join("eql-suite/test_data.json"),

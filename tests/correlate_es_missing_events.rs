@@ -205,17 +205,16 @@ fn run(query: &Query, docs: &[Value]) -> (Vec<i64>, Vec<String>) {
     (ids, keys)
 }
 
+#[ignore = "needs ../shared/data; scripts/test runs it"]
 #[test]
 fn es_missing_events_spec_matches() {
-    let Some(data) = shared_data::or_skip(
+    let data = shared_data::require(
         "es_missing_events_spec",
         &[
             "es-eql-suite/test_missing_events.toml",
             "es-eql-suite/data/missing-events.data",
         ],
-    ) else {
-        return;
-    };
+    );
     let dir = data.join("es-eql-suite");
     let docs = load_events(&dir);
     let spec_text =

@@ -2,7 +2,8 @@
 //! which runs this against each pinned major version): templates install, hand-written Elastic
 //! Defend and CrowdStrike documents load with `create`, duplicates come back as "already
 //! exists", the template types apply, term and range queries find the documents, and a point in
-//! time pages with `_shard_doc`. Without a node each test prints "skipped: ..." (fails if CI=true).
+//! time pages with `_shard_doc`. The tests are ignored unless asked for (`--include-ignored`, as
+//! `scripts/test` does); run without a node they fail.
 
 mod common;
 
@@ -168,11 +169,10 @@ async fn load(es: &EsClient, indices: &SourceIndices) -> Vec<BulkCreate> {
     ops
 }
 
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn setup_installs_the_templates_and_get_shows_them() {
-    let Some(es) = require_es("setup_installs_the_templates_and_get_shows_them").await else {
-        return;
-    };
+    let es = require_es("setup_installs_the_templates_and_get_shows_them").await;
     assert_eq!(
         es.setup(false).await.expect("setup"),
         [templates::ALERTS_TEMPLATE, templates::STATE_TEMPLATE]
@@ -205,11 +205,10 @@ async fn setup_installs_the_templates_and_get_shows_them() {
 /// 200 answer: ES's `VersionType.explainConflictForWrites` ("document already exists") in
 /// `server/src/main/java/org/elasticsearch/index/VersionType.java`, status CONFLICT from
 /// `server/src/main/java/org/elasticsearch/index/engine/VersionConflictEngineException.java`.
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn bulk_create_loads_documents_and_reports_duplicates_and_failures() {
-    let Some(es) = require_es("bulk_create_loads_documents").await else {
-        return;
-    };
+    let es = require_es("bulk_create_loads_documents").await;
     let indices = SourceIndices::new("bulk");
     es.setup(true).await.expect("setup");
     let ops = all_documents(&indices);
@@ -271,11 +270,10 @@ async fn bulk_create_loads_documents_and_reports_duplicates_and_failures() {
     );
 }
 
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn source_templates_apply_their_ecs_types() {
-    let Some(es) = require_es("source_templates_apply_their_ecs_types").await else {
-        return;
-    };
+    let es = require_es("source_templates_apply_their_ecs_types").await;
     let indices = SourceIndices::new("types");
     load(&es, &indices).await;
     let mappings = es.get_mapping(&indices.both()).await.expect("mapping");
@@ -332,11 +330,10 @@ async fn source_templates_apply_their_ecs_types() {
 /// term exactly, case included (`KeywordFieldMapper` indexes each value as one untokenised
 /// term: `server/src/main/java/org/elasticsearch/index/mapper/KeywordFieldMapper.java`), which
 /// is how EQL's `process.args == "install"` is pushed down.
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn loaded_documents_are_searchable_by_term_and_range() {
-    let Some(es) = require_es("loaded_documents_are_searchable").await else {
-        return;
-    };
+    let es = require_es("loaded_documents_are_searchable").await;
     let indices = SourceIndices::new("search");
     load(&es, &indices).await;
     let both = indices.both();
@@ -376,11 +373,10 @@ async fn loaded_documents_are_searchable_by_term_and_range() {
 /// (the implicit tiebreaker that ES EQL's `Ordinal` uses:
 /// `server/src/main/java/org/elasticsearch/search/sort/ShardDocSortField.java`), so that ties
 /// within a millisecond still have a total, repeatable order.
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn point_in_time_pages_with_shard_doc_and_closes() {
-    let Some(es) = require_es("point_in_time_pages_with_shard_doc").await else {
-        return;
-    };
+    let es = require_es("point_in_time_pages_with_shard_doc").await;
     let indices = SourceIndices::new("pit");
     let ops = load(&es, &indices).await;
     let mut pit = es
@@ -454,11 +450,10 @@ async fn point_in_time_pages_with_shard_doc_and_closes() {
     assert!(!es.close_point_in_time(&pit).await.expect("second close"));
 }
 
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn health_and_refusals_from_a_real_node_are_typed() {
-    let Some(es) = require_es("health_and_refusals_are_typed").await else {
-        return;
-    };
+    let es = require_es("health_and_refusals_are_typed").await;
     let health = es.health().await.expect("health");
     assert_ne!(health.status, HealthStatus::Red);
     assert_eq!(health.number_of_nodes, 1);
@@ -488,11 +483,10 @@ async fn health_and_refusals_from_a_real_node_are_typed() {
 /// Basic auth as the node is configured: with security on (`scripts/es --security`, password
 /// file in SEQWATCH_TEST_ES_PASSWORD_FILE) a request without or with wrong credentials gets a
 /// 401 `security_exception`; with security off the node ignores the Authorization header.
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn authentication_follows_the_nodes_security_setting() {
-    let Some(es) = require_es("authentication_follows_security").await else {
-        return;
-    };
+    let es = require_es("authentication_follows_security").await;
     let url = es.url().to_owned();
     // Over HTTPS (scripts/es --tls) both pin the node's CA: only the credentials differ.
     let mut anonymous = EsSettings::new(url.clone());

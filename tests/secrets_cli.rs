@@ -192,22 +192,8 @@ fn api_keys_are_sent_as_the_apikey_authorization_header() {
 }
 
 fn seqwatch_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    BASE64_STANDARD.encode(bytes)
 }
 
 /// `Debug` of every type that holds or leads to credentials shows none of them, so neither a

@@ -816,7 +816,7 @@ impl EsClient {
     ) -> Result<Option<VersionedDoc>, EsError> {
         check_name("index", index)?;
         let operation = format!("GET {index}/_doc/{id}");
-        let path = format!("/{index}/_doc/{}", encode_id(id));
+        let path = format!("/{index}/_doc/{}", super::encode_path_segment(id));
         let reply = self.call(&operation, Method::Get, &path, &[], None).await?;
         if reply.status == 404 {
             return Ok(None);
@@ -852,7 +852,7 @@ impl EsClient {
     ) -> Result<WriteOutcome, EsError> {
         check_name("index", index)?;
         let operation = format!("PUT {index}/_doc/{id}");
-        let path = format!("/{index}/_doc/{}", encode_id(id));
+        let path = format!("/{index}/_doc/{}", super::encode_path_segment(id));
         let (seq, term);
         let mut query: Vec<(&str, &str)> = Vec::new();
         match guard {
@@ -885,7 +885,7 @@ impl EsClient {
     pub async fn put_doc(&self, index: &str, id: &str, doc: &Value) -> Result<(), EsError> {
         check_name("index", index)?;
         let operation = format!("PUT {index}/_doc/{id}");
-        let path = format!("/{index}/_doc/{}", encode_id(id));
+        let path = format!("/{index}/_doc/{}", super::encode_path_segment(id));
         self.call_ok(&operation, Method::Put, &path, &[], Some(doc.to_string()))
             .await
             .map(drop)
@@ -947,17 +947,6 @@ fn field_type(t: &str) -> Option<FieldType> {
         "boolean" => FieldType::Boolean,
         _ => return None,
     })
-}
-
-/// Percent-encodes a document id for one URL path segment: everything but RFC 3986's
-/// unreserved characters.
-fn encode_id(id: &str) -> String {
-    const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(id, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]

@@ -542,8 +542,9 @@ impl EsClient {
     /// Asks the node (`POST _security/user/_has_privileges`) whether the authenticated user
     /// holds `cluster` privileges and, per entry of `indices`, the privileges on those index
     /// names or patterns. Returns what is missing, as "`read` on `logs-*`" or "cluster
-    /// `monitor`", with the user's name; `None` when the node cannot tell (security is off, so
-    /// nothing is refused).
+    /// `monitor`", with the user's name; `None` only when the node gives Elasticsearch's own
+    /// answer of a node with security off (nothing is refused there). Any other refusal or
+    /// failure, a 401, 403, 404 or 5xx, or a 400 for another reason, is an error.
     pub async fn missing_privileges(
         &self,
         cluster: &[&str],
@@ -561,23 +562,12 @@ impl EsClient {
             .call(
                 operation,
                 Method::Post,
-                "/_security/user/_has_privileges",
+                HAS_PRIVILEGES_PATH,
                 &[],
                 Some(body.to_string()),
             )
             .await?;
-        // A node with security off has no such endpoint: 400 "no handler found" (or 404/405
-        // behind some proxies), or a refusal saying security is disabled. Only those mean
-        // "nothing to ask"; a 401, 403 or 5xx is an answer and fails as such.
-        let security_off = match reply.status {
-            400 => {
-                reply.body.contains("no handler found")
-                    || reply.body.to_ascii_lowercase().contains("security")
-            }
-            404 | 405 => true,
-            _ => false,
-        };
-        if security_off {
+        if is_security_off_answer(&reply) {
             return Ok(None);
         }
         let answer = judge(operation, reply)?;
@@ -612,6 +602,39 @@ pub struct MissingPrivileges {
     pub missing: Vec<String>,
 }
 
+/// The path of the privileges check.
+const HAS_PRIVILEGES_PATH: &str = "/_security/user/_has_privileges";
+
+/// Whether `reply` is Elasticsearch's own answer to `POST _security/user/_has_privileges` on a
+/// node with `xpack.security.enabled: false`, the one answer that means "nothing is refused".
+///
+/// With security off the security plugin registers no REST handler at all
+/// (`Security.getRestHandlers` returns an empty list when `enabled == false`, in
+/// `x-pack/plugin/security/src/main/java/org/elasticsearch/xpack/security/Security.java`), so
+/// the request reaches no handler and `RestController.tryAllHandlers` falls back to
+/// `handleBadRequest` (`server/src/main/java/org/elasticsearch/rest/RestController.java`):
+/// HTTP 400 with the body `{"error":"no handler found for uri [URI] and method [POST]"}`, a
+/// plain string, with no `type` and no `status`. 9.0.0 and 8.19.21 answer exactly that. The
+/// URI is the request's, with its query string; this request has none.
+///
+/// Nothing else counts. Not a 404: `RestController` never answers 404 for a missing handler,
+/// so one comes from something in front of the node. Not a 405: that needs a handler on the
+/// path for another method, and there is none. Not the `illegal_state_exception` "Security is
+/// not enabled but a security rest handler is registered" of `SecurityBaseRestHandler`: it
+/// can only come from a handler that was registered, which a security-off node does not do.
+/// A structured error (`{"error": {"type", "reason"}}`) is always a real refusal or a failure
+/// (a malformed request, a 401, a 403), and a run must fail on it rather than go on unchecked.
+fn is_security_off_answer(reply: &Reply) -> bool {
+    if reply.status != 400 {
+        return false;
+    }
+    let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(&reply.body) else {
+        return false;
+    };
+    let expected = format!("no handler found for uri [{HAS_PRIVILEGES_PATH}] and method [POST]");
+    answer.len() == 1 && answer.get("error").and_then(Value::as_str) == Some(expected.as_str())
+}
+
 /// Texts by which the TLS stack says that the peer's certificate did not verify (rustls, then
 /// native TLS stacks).
 const CERTIFICATE_FAILURES: &[&str] = &[
@@ -632,12 +655,21 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let ceiling = base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(MAX_BACKOFF);
-    // Jitter from the clock's nanoseconds: enough to spread replicas apart, no RNG needed.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    ceiling.mul_f64(f64::from(nanos % 1_000_000) / 1_000_000.0)
+    // Full jitter spreads replicas that failed together apart.
+    ceiling.mul_f64(rand::random_range(0.0..=1.0))
+}
+
+/// What [`encode_path_segment`] leaves as it is: RFC 3986's unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// One segment of a URL path, such as a document id in `/{index}/_doc/{id}`, percent-encoded:
+/// letters, digits and `-_.~` stay, every other byte (of the UTF-8) becomes `%XX`.
+pub fn encode_path_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
 }
 
 /// Parses and checks the configured URL. Credentials in it are refused: they would end up in

@@ -634,7 +634,6 @@ fn retry_backoff_is_jittered_within_its_ceiling() {
                 "{wait:?}"
             );
             seen.insert(wait);
-            std::thread::sleep(Duration::from_micros(37));
         }
     }
     assert!(seen.len() > 10, "jittered: {} distinct waits", seen.len());
@@ -741,4 +740,133 @@ async fn an_alerts_index_without_a_started_primary_is_asked_again() {
     assert_eq!(ids, std::collections::HashSet::from(["x".to_owned()]));
     assert_eq!(how, IdLookup::Realtime);
     assert_eq!(server.await.expect("server").len(), 2);
+}
+
+/// The privilege check fails closed: only Elasticsearch's own answer of a node with security
+/// off (`is_security_off_answer`) means "nothing to check". Every other refusal is an error,
+/// even one whose text mentions security.
+#[tokio::test]
+async fn the_privilege_check_reads_only_the_security_off_answer_as_no_security() {
+    let security_off = r#"{"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]"}"#;
+    let (url, server) = canned_server(vec![answer(
+        "400 Bad Request",
+        Some("application/json"),
+        security_off,
+    )])
+    .await;
+    let found = client(&url)
+        .missing_privileges(&["monitor"], &[(vec!["logs-*".to_owned()], vec!["read"])])
+        .await
+        .expect("the security-off answer is not an error");
+    assert_eq!(found, None);
+    let requests = server.await.expect("server");
+    assert!(
+        requests[0].starts_with("POST /_security/user/_has_privileges HTTP/1.1\r\n"),
+        "{}",
+        requests[0]
+    );
+
+    let refusals = [
+        // A malformed request: a 400 that names security for another reason.
+        (
+            "400 Bad Request",
+            r#"{"error":{"root_cause":[{"type":"x_content_parse_exception","reason":"[1:2] [has_privileges_request] unknown field [clusters]"}],"type":"x_content_parse_exception","reason":"[1:2] [has_privileges_request] unknown field [clusters]"},"status":400}"#,
+            Some(400),
+        ),
+        (
+            "400 Bad Request",
+            r#"{"error":{"root_cause":[],"type":"illegal_argument_exception","reason":"security is disabled for this realm"},"status":400}"#,
+            Some(400),
+        ),
+        (
+            "403 Forbidden",
+            r#"{"error":{"root_cause":[],"type":"security_exception","reason":"action [cluster:admin/xpack/security/user/has_privileges] is unauthorized for user [x]"},"status":403}"#,
+            Some(403),
+        ),
+        (
+            "401 Unauthorized",
+            r#"{"error":{"root_cause":[],"type":"security_exception","reason":"unable to authenticate user [elastic] for REST request [/_security/user/_has_privileges]"},"status":401}"#,
+            Some(401),
+        ),
+        // Not Elasticsearch's answer: it never says 404 for a missing handler.
+        ("404 Not Found", "<html>not found</html>", Some(404)),
+        (
+            "405 Method Not Allowed",
+            r#"{"error":"Incorrect HTTP method","status":405}"#,
+            Some(405),
+        ),
+        // "No handler" for another path or method, or with more in it, is not this answer.
+        (
+            "400 Bad Request",
+            r#"{"error":"no handler found for uri [/_security/user/_has_privileges] and method [GET]"}"#,
+            Some(400),
+        ),
+        (
+            "400 Bad Request",
+            r#"{"error":"no handler found for uri [/proxy/_security/user/_has_privileges] and method [POST]"}"#,
+            Some(400),
+        ),
+        (
+            "400 Bad Request",
+            r#"{"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]","status":400}"#,
+            Some(400),
+        ),
+        (
+            "400 Bad Request",
+            "no handler found for uri [/_security/user/_has_privileges] and method [POST]",
+            Some(400),
+        ),
+        (
+            "500 Internal Server Error",
+            r#"{"error":{"root_cause":[],"type":"illegal_state_exception","reason":"Security is not enabled but a security rest handler is registered"},"status":500}"#,
+            Some(500),
+        ),
+    ];
+    let (url, server) = canned_server(
+        refusals
+            .iter()
+            .map(|(status, body, _)| answer(status, Some("application/json"), body))
+            .collect(),
+    )
+    .await;
+    let es = client(&url);
+    for (status, body, expected) in refusals {
+        let err = es
+            .missing_privileges(&["monitor"], &[])
+            .await
+            .expect_err(&format!("{status} {body} must fail the check"));
+        assert_eq!(err.status(), expected, "{status} {body}: {err}");
+        assert!(!err.to_string().contains(PASSWORD), "{err}");
+    }
+    server.await.expect("server");
+}
+
+/// `encode_path_segment` gives what the hand-written encoder of document ids gave: unreserved
+/// bytes as they are, every other byte as upper-case `%XX`.
+#[test]
+fn path_segments_are_percent_encoded_as_before() {
+    let by_hand = |id: &str| -> String {
+        id.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    for id in [
+        "",
+        "_JXO_iAKzfv-wGk9m6Cc",
+        "a/b?c#d e%f+g",
+        "esc\"aped\u{e9}",
+        "\u{1F600}~.",
+        "..",
+    ] {
+        assert_eq!(encode_path_segment(id), by_hand(id), "{id:?}");
+    }
+    assert_eq!(encode_path_segment("a/b é"), "a%2Fb%20%C3%A9");
+    proptest::proptest!(|(id in ".{0,40}")| {
+        proptest::prop_assert_eq!(encode_path_segment(&id), by_hand(&id));
+    });
 }

@@ -375,7 +375,8 @@ impl Host {
         match self.sensor {
             Sensor::Defend => {
                 // Defend: base64("<agent.id>-<pid>-<seconds since 1601>.<fraction>"), fraction
-                // in 100 ns ticks padded to nine digits (data-notes §5).
+                // in 100 ns ticks padded to nine digits: the form Elastic Defend's sample events
+                // decode to (see the round-trip test in text.rs).
                 let secs = start_ms.div_euclid(1000) + SECS_1601_TO_1970;
                 let ticks = start_ms.rem_euclid(1000) * 10_000 + rng.range(0, 9_999);
                 let text = format!("{}-{}-{}.{:07}00", self.agent_id, pid, secs, ticks);

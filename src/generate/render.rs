@@ -253,7 +253,8 @@ fn render_fdr(ev: &PendingEvent, host: &Host, em: &Emission<'_>) -> String {
         .end_obj();
     w.obj("process");
     if is_start {
-        // FDR splits CommandLine the Windows way even on Linux (data-notes §4).
+        // The CrowdStrike integration's pipeline splits CommandLine the Windows way
+        // (`CommandLineToArgvW` rules) even on Linux.
         let args = split_windows_command_line(&p.image.command_line);
         w.key("args").strs(&args);
         w.ki("args_count", args.len() as i64);

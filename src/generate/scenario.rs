@@ -431,7 +431,8 @@ impl Ctx<'_> {
                 let cron = self.host.cron.clone().unwrap_or_else(|| self.init());
                 let script = "cd / && run-parts --report /etc/cron.hourly";
                 // Raw command line keeps the single quotes cron users write; FDR's Windows-style
-                // split then yields "'cd" ... "/etc/cron.hourly'" (data-notes §4).
+                // split (single quotes are no quote characters there) then yields "'cd" ...
+                // "/etc/cron.hourly'".
                 let sh = self.spawn(
                     &cron,
                     s,

@@ -93,38 +93,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64_with(alphabet: &[u8; 64], bytes: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let emit = chunk.len() + 1;
-        for i in 0..4 {
-            if i < emit {
-                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Standard base64 with padding (how Elastic Defend encodes `process.entity_id`).
 pub(crate) fn base64_std(bytes: &[u8]) -> String {
-    base64_with(B64_STD, bytes, true)
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    BASE64_STANDARD.encode(bytes)
 }
 
 /// URL-safe base64 without padding (how Elasticsearch auto-generated `_id`s look).
 pub(crate) fn base64_url(bytes: &[u8]) -> String {
-    base64_with(B64_URL, bytes, false)
+    use base64::prelude::{Engine as _, BASE64_URL_SAFE_NO_PAD};
+    BASE64_URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Splits a command line the way Windows' `CommandLineToArgvW` does (post-2008 rules), which is
@@ -417,6 +395,19 @@ mod tests {
             "NGM5YzljYjMtZjgwZi00NGQ4LTljODktNjE2ODI0M2I3ZjIxLTI3NzItMTMyOTM1NzE5ODguNjU3ODk4NjAw"
         );
         assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+        // RFC 4648 section 10, padded and (URL-safe) unpadded: every length modulo 3.
+        for (text, padded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_std(text.as_bytes()), padded);
+            assert_eq!(base64_url(text.as_bytes()), padded.trim_end_matches('='));
+        }
     }
 
     #[test]
@@ -427,7 +418,8 @@ mod tests {
             s(r#"sh -c "node setup_bun.js""#),
             ["sh", "-c", "node setup_bun.js"]
         );
-        // Single quotes are not quote characters on Windows (data-notes §4).
+        // Single quotes are not quote characters on Windows: `CommandLineToArgvW` leaves them
+        // in the words, and the CrowdStrike integration splits `CommandLine` that way.
         assert_eq!(s("sh -c 'node x.js'"), ["sh", "-c", "'node", "x.js'"]);
         assert_eq!(s(r#"a\\\"b "c d""#), [r#"a\"b"#, "c d"]);
         assert_eq!(s(r#"a\\b "x""y""#), [r#"a\\b"#, r#"x"y"#]);

@@ -1,8 +1,8 @@
 //! Shared helpers for the tests that need a real Elasticsearch (`tests/es_*.rs`): where the node
 //! is (`SEQWATCH_TEST_ES_URL`, optional basic auth from `SEQWATCH_TEST_ES_USER` and
 //! `SEQWATCH_TEST_ES_PASSWORD_FILE`, the CA to pin from `SEQWATCH_TEST_ES_CA_FILE` when the node
-//! speaks HTTPS), skipping when it is absent (failing when `CI=true`), unique index names per
-//! test, cleanup that also runs when a test panics, and users and roles added to the node's file
+//! speaks HTTPS), failing when it is absent (the tests are ignored unless asked for), unique
+//! index names per test, cleanup that also runs when a test panics, and users and roles added to the node's file
 //! realm (`SEQWATCH_TEST_ES_CONFIG_DIR`). `scripts/test` starts a node and sets these variables.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
@@ -24,11 +24,6 @@ pub fn es_url() -> String {
         .ok()
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_TEST_ES_URL.to_owned())
-}
-
-/// True when running under CI (`CI=true`), where a missing node is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true"))
 }
 
 /// Basic-auth credentials for the test node, when `SEQWATCH_TEST_ES_PASSWORD_FILE` names one
@@ -194,91 +189,39 @@ fn random_hex() -> String {
 /// PBKDF2-HMAC-SHA512 with a 32-byte salt and a 32-byte key, both base64 (the format that
 /// `Hasher.PBKDF2` in x-pack core reads, as `scripts/check-deploy` writes it).
 pub fn pbkdf2_hash(password: &str) -> String {
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
     let salt: Vec<u8> = (0..2)
         .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
         .collect();
     let key = pbkdf2_hmac_sha512(password.as_bytes(), &salt, 10_000);
-    format!("{{PBKDF2}}10000${}${}", base64(&salt), base64(&key))
+    format!(
+        "{{PBKDF2}}10000${}${}",
+        BASE64_STANDARD.encode(&salt),
+        BASE64_STANDARD.encode(key)
+    )
 }
 
-/// The first 32 bytes (one block) of PBKDF2 (RFC 8018) with HMAC-SHA512.
+/// A 32-byte key of PBKDF2 (RFC 8018) with HMAC-SHA512.
 pub fn pbkdf2_hmac_sha512(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut first = salt.to_vec();
-    first.extend_from_slice(&1u32.to_be_bytes());
-    let mut u = hmac_sha512(password, &first);
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac_sha512(password, &u);
-        for (o, b) in out.iter_mut().zip(u.iter()) {
-            *o ^= b;
-        }
-    }
     let mut key = [0u8; 32];
-    key.copy_from_slice(&out[..32]);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password, salt, iterations, &mut key);
     key
 }
 
-fn hmac_sha512(key: &[u8], message: &[u8]) -> [u8; 64] {
-    use sha2::{Digest, Sha512};
-    const BLOCK: usize = 128;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..64].copy_from_slice(&Sha512::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha512::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    let outer = Sha512::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize();
-    outer.into()
-}
-
-/// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A client for the test node if it answers; otherwise prints "skipped: no Elasticsearch at …"
-/// and returns `None`, or panics when `CI=true`. Any answer other than a healthy cluster (bad
-/// credentials, say) panics too: that is a broken setup, not a missing node.
-pub async fn require_es(test: &str) -> Option<EsClient> {
+/// A client for the test node; panics, saying how to start one, when none answers there, and
+/// when it answers but not healthily (bad credentials, say). Every test that calls this is
+/// `#[ignore = "needs Elasticsearch; scripts/test runs it"]`: run explicitly without a node it
+/// fails, it never passes without having run.
+pub async fn require_es(test: &str) -> EsClient {
     let url = es_url();
     let client = EsClient::connect(&es_settings())
         .unwrap_or_else(|err| panic!("{test}: SEQWATCH_TEST_ES_URL is unusable: {err}"));
     match client.health().await {
-        Ok(_) => Some(client),
-        Err(err) if err.is_unreachable() => {
-            if in_ci() {
-                panic!("{test}: CI=true but no Elasticsearch answers at {url}: {err}");
-            }
-            // Straight to stderr: libtest captures print!/eprint! of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: no Elasticsearch at {url} ({test}; start one with scripts/es start)"
-            );
-            None
-        }
+        Ok(_) => client,
+        Err(err) if err.is_unreachable() => panic!(
+            "{test}: this test needs Elasticsearch, and none answers at {url} ({err}); run \
+             scripts/test, or start a node with scripts/es start and set SEQWATCH_TEST_ES_URL"
+        ),
         Err(err) => panic!("{test}: Elasticsearch at {url} answered, but not healthily: {err}"),
     }
 }

@@ -2,29 +2,21 @@
 //! `SEQWATCH_TEST_ES_PORT`) through `scripts/es`, data kept across restarts, and a guard that
 //! brings the node back if a test ends (or panics) while it is down.
 
-use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::in_ci;
-
 /// The port of the node the tests may stop: `SEQWATCH_TEST_ES_PORT`. Without it the node
-/// cannot be restarted: `None` after printing "skipped", or a panic when `CI=true`.
-pub fn node_port(test: &str) -> Option<u16> {
-    match std::env::var("SEQWATCH_TEST_ES_PORT")
+/// cannot be restarted, and the test fails saying so.
+pub fn node_port(test: &str) -> u16 {
+    std::env::var("SEQWATCH_TEST_ES_PORT")
         .ok()
         .and_then(|p| p.trim().parse().ok())
-    {
-        Some(port) => Some(port),
-        None if in_ci() => panic!("{test}: CI=true but SEQWATCH_TEST_ES_PORT is not set"),
-        None => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {test} needs a node it may stop (SEQWATCH_TEST_ES_PORT, set by scripts/test)"
-            );
-            None
-        }
-    }
+        .unwrap_or_else(|| {
+            panic!(
+                "{test}: this test needs a node it may stop and restart, on the port in \
+                 SEQWATCH_TEST_ES_PORT (scripts/test starts one and sets it)"
+            )
+        })
 }
 
 fn scripts_es(port: u16, args: &[&str]) {

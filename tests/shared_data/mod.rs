@@ -2,12 +2,12 @@
 //! else `../shared/data` beside the repository (a git worktree sits one level deeper, so
 //! `../../shared/data` is tried too). The data is read in place, never copied into the repo.
 //!
-//! A test that needs it and cannot find it fails when `CI=true` (CI always has it), and
-//! otherwise says plainly on stderr that it skipped.
+//! Every test that reads it is `#[ignore = "needs ../shared/data; scripts/test runs it"]`, so a
+//! plain `cargo test` reports it as ignored; run explicitly (`--include-ignored`, as
+//! `scripts/test` does) it fails when the data is missing, never passes without it.
 
 #![allow(dead_code)] // Each test binary uses what it needs.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 /// The data folder, if it holds every path in `required` (relative to it).
@@ -23,18 +23,13 @@ pub fn find(required: &[&str]) -> Option<PathBuf> {
         .find(complete)
 }
 
-/// [`find`], or `None` after saying that `test` skipped; with `CI=true` a miss fails the test.
-pub fn or_skip(test: &str, required: &[&str]) -> Option<PathBuf> {
-    let found = find(required);
-    if found.is_none() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{test}: CI=true but the shared data ({required:?} under ../shared/data or $SEQWATCH_SHARED_DATA) is missing");
-        }
-        // Straight to stderr: libtest captures print!/eprint! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: shared data {required:?} not found (set SEQWATCH_SHARED_DATA to the shared data folder)"
-        );
-    }
-    found
+/// [`find`], or a panic naming what is missing and where it was looked for.
+pub fn require(test: &str, required: &[&str]) -> PathBuf {
+    find(required).unwrap_or_else(|| {
+        panic!(
+            "{test}: the shared data {required:?} was not found under ../shared/data or \
+             $SEQWATCH_SHARED_DATA; this test needs it (set SEQWATCH_SHARED_DATA to the shared \
+             data folder)"
+        )
+    })
 }

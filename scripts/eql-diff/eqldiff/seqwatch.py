@@ -1,6 +1,6 @@
 """Runs `seqwatch replay` over a stream: writes the NDJSON and the rule TOML, parses the output.
 
-The replay contract (issue 3): `seqwatch replay EVENTS.ndjson --rule RULE.toml --max-alerts N`
+The replay contract: `seqwatch replay EVENTS.ndjson --rule RULE.toml --max-alerts N`
 prints, for a sequence rule, one JSON object per line `{"join_keys": [...], "events":
 [{"_index", "_id"}, ...]}` (events in stage order, sequences ascending by their last event);
 for an event query one `{"_index", "_id"}` per matching event. Replay uses input order as the
