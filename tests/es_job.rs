@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use seqwatch::config::HumanDuration;
 use seqwatch::es::{EsClient, EsSettings};
 use seqwatch::generate::GenerateSpec;
-use seqwatch::job::{JobContext, RunMode};
+use seqwatch::run::{BackfillOptions, RunContext, RunPlan, WindowFilter};
 use seqwatch::state::{RunDoc, RunStatus, StoredWindow};
 use seqwatch::window::Window;
 
@@ -447,7 +447,11 @@ async fn backfill_of_a_day_equals_the_union_of_its_scheduled_runs_and_resumes() 
     by_backfill.alerts.index = format!("{}-backfill", fx.alerts);
     let rule = fx.rule(&by_backfill);
     let ctx = fx.ctx(&by_backfill, "job-test");
-    let report = seqwatch::backfill::backfill(&ctx, &rule, from, to, 2)
+    let options = BackfillOptions {
+        parallel: 2,
+        ..BackfillOptions::default()
+    };
+    let report = seqwatch::run::backfill(&ctx, &rule, from, to, options)
         .await
         .expect("backfill");
     let ticks = rule.schedule.ticks(from, to);
@@ -474,7 +478,12 @@ async fn backfill_of_a_day_equals_the_union_of_its_scheduled_runs_and_resumes() 
                 from: tick - lookback,
                 to: tick,
             };
-            ran(seqwatch::job::run_once(&ctx, &rule, tick, RunMode::Backfill(w)).await)
+            ran(seqwatch::run::run(
+                &ctx,
+                &rule,
+                &RunPlan::backfill_chunk(tick, w, WindowFilter::All),
+            )
+            .await)
         });
     }
     let mut created = 0;
@@ -505,7 +514,7 @@ async fn backfill_of_a_day_equals_the_union_of_its_scheduled_runs_and_resumes() 
         "concurrent runs may both create"
     );
 
-    let again = seqwatch::backfill::backfill(&ctx, &rule, from, to, 2)
+    let again = seqwatch::run::backfill(&ctx, &rule, from, to, options)
         .await
         .expect("second backfill");
     assert_eq!(again.chunks_resumed, report.chunks_run);
@@ -569,7 +578,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(ctx: JobContext, rule: seqwatch::job::PreparedRule) -> Daemon {
+    fn start(ctx: RunContext, rule: seqwatch::run::PreparedRule) -> Daemon {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(seqwatch::daemon::serve(ctx, vec![rule], async move {
             let _ = stopped.await;
@@ -1006,18 +1015,19 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
     let mut mixed = fx.rule(&config);
     mixed.rule.index = vec![format!("{}-absent*", fx.defend), format!("{}*", fx.defend)];
     let mixed_ctx = fx.ctx(&config, "job-test-mixed");
-    let partly = ran(seqwatch::job::run_once(
+    let partly = ran(seqwatch::run::run(
         &mixed_ctx,
         &mixed,
-        at_ms(t),
-        RunMode::Backfill(window(t - minutes(9), t)),
+        &RunPlan::backfill_chunk(at_ms(t), window(t - minutes(9), t), WindowFilter::All),
     )
     .await);
     assert_eq!(partly.status, RunStatus::Succeeded, "{partly:#?}");
     assert_eq!(partly.counts.duplicates_skipped, 1);
     let down_url = format!("http://127.0.0.1:{}", free_port());
-    let down = JobContext {
-        es: EsClient::connect(&EsSettings::new(down_url.clone())).expect("client"),
+    let down = RunContext {
+        cluster: std::sync::Arc::new(
+            EsClient::connect(&EsSettings::new(down_url.clone())).expect("client"),
+        ),
         ..ctx.clone()
     };
     let failed = run_at(&down, &rule, at_ms(t + minutes(5))).await;
@@ -1096,7 +1106,7 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
     c.daemon.listen = format!("127.0.0.1:{port}");
     c.schedule.cron = Some("*/1 * * * * *".into());
     let daemon = Daemon::start(
-        JobContext {
+        RunContext {
             config: std::sync::Arc::new(c),
             ..down.clone()
         },

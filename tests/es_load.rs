@@ -261,7 +261,7 @@ async fn a_window_of_candidates_yields_exactly_the_planted_sequences() {
     let latest: BTreeSet<String> = by_end[..100].iter().map(|t| t.shell_id()).collect();
     assert_eq!(fx.shells_in(&fx.alerts).await, latest);
 
-    let report = seqwatch::backfill::backfill(&ctx, &rule, from, to, 1)
+    let report = seqwatch::run::backfill(&ctx, &rule, from, to, Default::default())
         .await
         .expect("backfill");
     assert_eq!(report.failed_chunks, 0, "{:?}", report.errors);

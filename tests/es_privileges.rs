@@ -17,7 +17,7 @@ use std::io::Write as _;
 use serde_json::{json, Value};
 
 use seqwatch::es::{EsClient, EsError};
-use seqwatch::job::{check_privileges, JobContext, PreparedRule, RunMode};
+use seqwatch::run::{check_privileges, PreparedRule, RunContext, RunPlan};
 use seqwatch::state::{RunDoc, RunStatus};
 
 use common::{es_config_dir, es_settings_as, pbkdf2_hmac_sha512, FileRealm};
@@ -217,10 +217,10 @@ fn run_as(
     config: &seqwatch::config::Config,
     user: &str,
     password: &str,
-) -> (JobContext, PreparedRule) {
+) -> (RunContext, PreparedRule) {
     let es = EsClient::connect(&es_settings_as(user, password)).expect("a client for the user");
     let mut ctx = fx.ctx(config, "privileges-test");
-    ctx.es = es;
+    ctx.cluster = std::sync::Arc::new(es);
     (ctx, rule.clone())
 }
 
@@ -274,8 +274,7 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
 
     for ((removed, named, items, _), (_, user, password)) in weaker.iter().zip(&users[1..]) {
         let (ctx, rule) = run_as(&fx, &rule, &config, user, password);
-        let run: RunDoc =
-            ran(seqwatch::job::run_once(&ctx, &rule, at_ms(now), RunMode::Once).await);
+        let run: RunDoc = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
         let error = run.error.clone().unwrap_or_default();
         assert_eq!(run.status, RunStatus::Failed, "without {removed}: {run:#?}");
         assert!(
@@ -322,14 +321,14 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
     check_privileges(&ctx, &rule)
         .await
         .expect("the documented role has every privilege a run needs");
-    let run = ran(seqwatch::job::run_once(&ctx, &rule, at_ms(now), RunMode::Once).await);
+    let run = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     let expected: std::collections::BTreeSet<String> =
         truth.iter().map(TruthSequence::shell_id).collect();
     assert_eq!(run.counts.alerts_created, 2, "{run:#?}");
     assert_eq!(fx.shells_in(&fx.alerts).await, expected);
     // A second run as the same user finds them (read on the alerts) and writes nothing.
-    let again = ran(seqwatch::job::run_once(&ctx, &rule, at_ms(now), RunMode::Once).await);
+    let again = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
     assert_eq!(again.status, RunStatus::Succeeded, "{again:#?}");
     assert_eq!(
         (again.counts.alerts_created, again.counts.duplicates_skipped),
@@ -356,7 +355,7 @@ async fn a_wrong_password_fails_the_run_with_401_and_no_secret() {
     let rule = fx.rule(&config);
     let wrong = "wrong-password-0789";
     let (ctx, rule) = run_as(&fx, &rule, &config, "elastic", wrong);
-    let run = ran(seqwatch::job::run_once(&ctx, &rule, at_ms(T0), RunMode::Once).await);
+    let run = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(T0))).await);
     let error = run.error.clone().unwrap_or_default();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
@@ -366,8 +365,8 @@ async fn a_wrong_password_fails_the_run_with_401_and_no_secret() {
     let text = serde_json::to_string(&run).expect("a run document serialises");
     assert!(!text.contains(wrong), "{text}");
     let err: EsError = ctx
-        .es
-        .health()
+        .cluster
+        .reachable()
         .await
         .expect_err("a wrong password is refused");
     assert_eq!(err.status(), Some(401), "{err}");
@@ -493,12 +492,13 @@ async fn an_api_key_with_the_documented_role_runs_and_a_weaker_one_is_refused() 
             secrecy::SecretString::from(encoded.to_owned()),
         ));
         let mut ctx = fx.ctx(&config, "api-key-test");
-        ctx.es = EsClient::connect(&settings).expect("a client with the key");
+        ctx.cluster =
+            std::sync::Arc::new(EsClient::connect(&settings).expect("a client with the key"));
         ctx
     };
 
     let weak_ctx = with_key(&weaker_encoded);
-    let refused = ran(seqwatch::job::run_once(&weak_ctx, &rule, at_ms(now), RunMode::Once).await);
+    let refused = ran(seqwatch::run::run(&weak_ctx, &rule, &RunPlan::once(at_ms(now))).await);
     let error = refused.error.clone().unwrap_or_default();
     assert_eq!(refused.status, RunStatus::Failed, "{refused:#?}");
     assert!(
@@ -509,7 +509,7 @@ async fn an_api_key_with_the_documented_role_runs_and_a_weaker_one_is_refused() 
     assert_eq!(alerts_written(&fx).await, 0);
 
     let ctx = with_key(&encoded);
-    let run = ran(seqwatch::job::run_once(&ctx, &rule, at_ms(now), RunMode::Once).await);
+    let run = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(fx.shells_in(&fx.alerts).await, [truth.shell_id()].into());
 
@@ -559,8 +559,8 @@ async fn an_api_key_with_the_documented_role_runs_and_a_weaker_one_is_refused() 
 
     api_key_request("DELETE", &json!({"ids": [id]}));
     let err = ctx
-        .es
-        .health()
+        .cluster
+        .reachable()
         .await
         .expect_err("an invalidated key is refused");
     assert_eq!(err.status(), Some(401), "{err}");

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use seqwatch::config::{Config, HumanDuration};
 use seqwatch::es::{EsClient, EsSettings};
 use seqwatch::generate::GenerateSpec;
-use seqwatch::job::{JobContext, PreparedRule};
+use seqwatch::run::{PreparedRule, RunContext};
 use seqwatch::state::{RunDoc, RunStatus, StoredWindow};
 use seqwatch::window::Window;
 
@@ -94,12 +94,8 @@ fn case_config(fx: &JobFixture, case: &str, page_size: u32) -> Config {
     config
 }
 
-fn ctx(config: &Config, es: EsClient) -> JobContext {
-    JobContext {
-        es,
-        config: Arc::new(config.clone()),
-        instance: "faults-test".into(),
-    }
+fn ctx(config: &Config, es: EsClient) -> RunContext {
+    RunContext::new(Arc::new(es), Arc::new(config.clone()), "faults-test".into())
 }
 
 /// Documents per `kibana.alert.uuid` in `index` (read from the node itself; a missing index
@@ -591,7 +587,7 @@ async fn only_failed_bulk_items_are_sent_again() {
     proxy.clear_seen();
     let config = case_config(&fx, "stubborn", 200);
     let prepared = fx.rule(&config);
-    let ctx = JobContext {
+    let ctx = RunContext {
         config: Arc::new(config.clone()),
         ..ctx
     };
@@ -759,7 +755,7 @@ async fn a_lost_point_in_time_or_a_failed_shard_fails_the_run_without_partial_al
 
     let config = case_config(&fx, "shard", 25);
     let prepared = fx.rule(&config);
-    let ctx = JobContext {
+    let ctx = RunContext {
         config: Arc::new(config.clone()),
         ..ctx
     };

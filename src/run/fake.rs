@@ -61,6 +61,10 @@ struct Doc {
     order: u64,
 }
 
+/// A hit of a search: its sort key (timestamp in ns, insertion order) and its place in the
+/// snapshot.
+type SortedHit = ((i64, u64), usize);
+
 /// A document of a point-in-time snapshot.
 #[derive(Debug)]
 struct Snapshot {
@@ -75,7 +79,7 @@ struct State {
     next_seq: u64,
     pits: HashMap<String, Vec<Snapshot>>,
     /// Per point in time and query: the matching documents of its snapshot, sorted.
-    searches: HashMap<(String, String), Vec<((i64, u64), usize)>>,
+    searches: HashMap<(String, String), Vec<SortedHit>>,
     next_pit: u64,
     faults: HashMap<Op, VecDeque<Fault>>,
     calls: Vec<Op>,
@@ -283,9 +287,7 @@ fn as_millis(v: &Value) -> Option<f64> {
 }
 
 fn eval(query: &Value, id: &str, source: &Value) -> Truth {
-    let Some((kind, body)) = query.as_object().and_then(|m| m.iter().next()) else {
-        return None;
-    };
+    let (kind, body) = query.as_object().and_then(|m| m.iter().next())?;
     let field_values = |field: &str| {
         let mut out = Vec::new();
         values_at(source, field, &mut out);
@@ -500,7 +502,7 @@ impl Cluster for FakeCluster {
         });
         let key = (pit.to_owned(), body["query"].to_string());
         if !s.searches.contains_key(&key) {
-            let mut sorted: Vec<((i64, u64), usize)> = snapshot
+            let mut sorted: Vec<SortedHit> = snapshot
                 .iter()
                 .enumerate()
                 .filter(|(_, d)| eval(&body["query"], &d.id, &d.doc.source) != Some(false))

@@ -205,10 +205,7 @@ pub fn required_privileges(config: &Config, rule: &PreparedRule) -> PrivilegeReq
 /// Fails the run before it reads or writes anything when the credential lacks a privilege:
 /// without `read` on the sources Elasticsearch would silently skip them, and the run would
 /// look clean. Passes when the cluster has no security to ask.
-pub(super) async fn check_privileges(
-    ctx: &RunContext,
-    rule: &PreparedRule,
-) -> Result<(), RunError> {
+pub async fn check_privileges(ctx: &RunContext, rule: &PreparedRule) -> Result<(), RunError> {
     let request = required_privileges(&ctx.config, rule);
     match ctx
         .cluster

@@ -34,8 +34,8 @@ type Generated = (
 /// The events of `[T0, T0 + span]` for a seed, generated once per test binary: several tests
 /// start from the same data.
 fn generated(span: i64, seed: u64, installs: f64) -> Arc<Generated> {
-    static CACHE: std::sync::Mutex<Vec<((i64, u64, u64), Arc<Generated>)>> =
-        std::sync::Mutex::new(Vec::new());
+    type Key = (i64, u64, u64);
+    static CACHE: std::sync::Mutex<Vec<(Key, Arc<Generated>)>> = std::sync::Mutex::new(Vec::new());
     let key = (span, seed, installs.to_bits());
     let mut cache = CACHE
         .lock()

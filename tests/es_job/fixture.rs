@@ -13,8 +13,8 @@ use seqwatch::alert::{self, SourceEvent};
 use seqwatch::config::Config;
 use seqwatch::es::{BulkCreate, BulkSummary, EsClient};
 use seqwatch::generate::{GenerateSpec, Generator, DEFEND_INDEX, FDR_INDEX};
-use seqwatch::job::{JobContext, PreparedRule, RunMode, RunResult};
 use seqwatch::rule::Rule;
+use seqwatch::run::{PreparedRule, RunContext, RunOutcome, RunPlan};
 use seqwatch::state::{checkpoint_id, CheckpointDoc, RunDoc};
 use seqwatch::window::Window;
 
@@ -54,7 +54,7 @@ pub struct TruthSequence {
 
 impl TruthSequence {
     /// True when both events lie in `[w.from, w.to]` (a run over `w` finds exactly these:
-    /// see `src/backfill.rs` on why a window's sequences are the stream's sequences inside it).
+    /// see `src/run/backfill.rs` on why a window's sequences are the stream's sequences inside it).
     pub fn inside(&self, w: &Window) -> bool {
         let (from, to) = (w.from.timestamp_millis(), w.to.timestamp_millis());
         self.events.iter().all(|e| from <= e.ts_ms && e.ts_ms <= to)
@@ -164,12 +164,12 @@ impl JobFixture {
     }
 
     /// A job context on this node as replica `instance`.
-    pub fn ctx(&self, config: &Config, instance: &str) -> JobContext {
-        JobContext {
-            es: self.es.clone(),
-            config: Arc::new(config.clone()),
-            instance: instance.into(),
-        }
+    pub fn ctx(&self, config: &Config, instance: &str) -> RunContext {
+        RunContext::new(
+            Arc::new(self.es.clone()),
+            Arc::new(config.clone()),
+            instance.into(),
+        )
     }
 
     /// The concrete index of `sensor`.
@@ -318,18 +318,21 @@ impl JobFixture {
 }
 
 /// The run document of a run that happened (a skipped run fails the test).
-pub fn ran(result: RunResult) -> RunDoc {
+pub fn ran(result: RunOutcome) -> RunDoc {
     match result {
-        RunResult::Ran(doc) => *doc,
-        RunResult::Skipped { owner, until } => {
-            panic!("run skipped: lease held by {owner} until {until}")
+        RunOutcome::Ran(report) => report.doc,
+        RunOutcome::Skipped(holder) => {
+            panic!(
+                "run skipped: lease held by {} until {}",
+                holder.owner, holder.until
+            )
         }
     }
 }
 
 /// Runs the rule once at `now` (as `seqwatch once`).
-pub async fn run_at(ctx: &JobContext, rule: &PreparedRule, now: DateTime<Utc>) -> RunDoc {
-    ran(seqwatch::job::run_once(ctx, rule, now, RunMode::Once).await)
+pub async fn run_at(ctx: &RunContext, rule: &PreparedRule, now: DateTime<Utc>) -> RunDoc {
+    ran(seqwatch::run::run(ctx, rule, &RunPlan::once(now)).await)
 }
 
 /// Epoch ms to an instant.
