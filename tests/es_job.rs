@@ -1118,3 +1118,124 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
     assert!(body.contains("Elasticsearch is not reachable"), "{body}");
     daemon.stop().await;
 }
+
+/// A backfill killed with SIGKILL after a random number of finished chunks, then started again
+/// with the same command, ends with exactly the alerts of an uninterrupted backfill of the same
+/// range, and writes nothing twice: the rerun skips every chunk recorded as finished, and the
+/// chunk the kill interrupted finds its written alerts by id and sends only the rest (no 409s).
+#[ignore = "needs Elasticsearch; scripts/test runs it"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_killed_mid_way_and_started_again_alerts_as_one_uninterrupted() {
+    use std::io::{BufRead, BufReader, Write as _};
+    use std::process::{Command, Stdio};
+
+    let fx = JobFixture::new("job-backfill-kill").await;
+    let span = minutes(6 * 60);
+    fx.load_generated(GenerateSpec {
+        hosts: 6,
+        rate: 0.1,
+        from_ms: T0,
+        to_ms: T0 + span,
+        seed: 29,
+        installs_per_host_hour: 4.0,
+        script_rate: 0.7,
+        malicious_rate: 0.3,
+    })
+    .await;
+    let (from, to) = (at_ms(T0), at_ms(T0 + span));
+    let chunk = Duration::from_secs(20 * 60);
+
+    // The reference: one uninterrupted backfill into its own alerts index and state.
+    let mut reference = fx.config();
+    reference.alerts.index = format!("{}-reference", fx.alerts);
+    reference.state.index = format!("{}-reference", fx.state);
+    let rule = fx.rule(&reference);
+    let whole = seqwatch::run::backfill(
+        &fx.ctx(&reference, "job-test"),
+        &rule,
+        from,
+        to,
+        BackfillOptions { parallel: 1, chunk },
+    )
+    .await
+    .expect("the reference backfill");
+    assert_eq!(whole.failed_chunks, 0, "{:?}", whole.errors);
+    assert!(whole.chunks >= 10, "{whole:?}");
+    let expected = fx.alerts_in(&reference.alerts.index).await;
+    assert!(expected.len() > 30, "{} alerts", expected.len());
+
+    // The same backfill by the binary, killed after `k` finished chunks.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = fx.binary_config(dir.path(), &fx.alerts, "");
+    let backfill = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seqwatch"));
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["backfill", "--parallel", "1", "--chunk", "20m", "--from"])
+            .arg(from.to_rfc3339())
+            .arg("--to")
+            .arg(to.to_rfc3339());
+        cmd
+    };
+    let k = 1 + rand::random_range(0..whole.chunks - 2);
+    let _ = writeln!(
+        std::io::stderr(),
+        "killing the backfill after {k} of {} chunks",
+        whole.chunks
+    );
+    let mut child = backfill()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting seqwatch backfill");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut finished = 0;
+    for line in stderr.lines() {
+        let line = line.expect("reading the backfill's progress");
+        let Ok(progress) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if progress["backfill"] == "chunk" {
+            finished += 1;
+            if finished == k {
+                break;
+            }
+        }
+    }
+    assert_eq!(finished, k, "the backfill ended before its {k}th chunk");
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("the killed backfill");
+    assert!(!status.success(), "{status}");
+
+    // Started again: it resumes and completes.
+    let out = backfill()
+        .output()
+        .expect("running seqwatch backfill again");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the backfill's report");
+    assert!(
+        report["chunks_resumed"].as_u64().unwrap() >= k as u64,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["chunks_resumed"].as_u64().unwrap() + report["chunks_run"].as_u64().unwrap(),
+        whole.chunks as u64,
+        "{report:#}"
+    );
+    assert_eq!(report["failed_chunks"], 0, "{report:#}");
+    assert_eq!(
+        report["counts"]["write_conflicts"], 0,
+        "nothing already written was sent again: {report:#}"
+    );
+    let got = fx.alerts_in(&fx.alerts).await;
+    assert_eq!(
+        got.keys().collect::<BTreeSet<_>>(),
+        expected.keys().collect::<BTreeSet<_>>(),
+        "the alerts of an uninterrupted backfill"
+    );
+}

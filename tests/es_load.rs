@@ -352,38 +352,15 @@ async fn scheduled_daemon_runs_keep_descriptors_and_memory_flat() {
     load(&fx, &planted.events).await;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let builtin = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/nodejs-install-script.toml"),
-    )
-    .expect("the built-in rule file");
-    let patterns = fx.patterns();
-    let narrowed = builtin.replace(
-        r#"index = ["logs-endpoint.events.process*", "logs-crowdstrike.fdr*"]"#,
-        &format!("index = [{:?}, {:?}]", patterns[0], patterns[1]),
-    );
-    assert_ne!(narrowed, builtin, "the rule's index line was narrowed");
-    let rule_file = dir.path().join("rule.toml");
-    std::fs::write(&rule_file, narrowed).expect("writing the rule");
     let port = free_port();
-    let mut es_section = format!("[elasticsearch]\nurl = {:?}\n", common::es_url());
-    if let Ok(file) = std::env::var("SEQWATCH_TEST_ES_PASSWORD_FILE") {
-        let user = std::env::var("SEQWATCH_TEST_ES_USER").unwrap_or_else(|_| "elastic".into());
-        es_section.push_str(&format!("username = {user:?}\npassword_file = {file:?}\n"));
-    }
-    if let Some(ca) = common::es_ca_file() {
-        es_section.push_str(&format!("ca_file = {ca:?}\n"));
-    }
-    let config = format!(
-        "{es_section}[rules]\npaths = [{:?}]\n[rules.uuids]\n\"0871a5d8-6b5f-4a12-a568-fd7bc05bd8db\" = {:?}\n\
-         [schedule]\ninterval = \"1s\"\ncron = \"*/1 * * * * *\"\nlookback = \"30s\"\n\
-         [alerts]\nindex = {:?}\n[state]\nindex = {:?}\n[daemon]\nlisten = \"127.0.0.1:{port}\"\n",
-        rule_file,
-        fixture::RULE_UUID,
-        fx.alerts,
-        fx.state,
+    let config_file = fx.binary_config(
+        dir.path(),
+        &fx.alerts,
+        &format!(
+            "[schedule]\ninterval = \"1s\"\ncron = \"*/1 * * * * *\"\nlookback = \"30s\"\n\
+             [daemon]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
     );
-    let config_file = dir.path().join("seqwatch.toml");
-    std::fs::write(&config_file, &config).expect("writing the configuration");
     let log = std::fs::File::create(dir.path().join("daemon.log")).expect("the daemon's log");
     let mut daemon = DaemonProcess(
         Command::new(env!("CARGO_BIN_EXE_seqwatch"))

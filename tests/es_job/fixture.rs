@@ -156,6 +156,46 @@ impl JobFixture {
         config
     }
 
+    /// A configuration file for the `seqwatch` binary in `dir`: this node (with its credentials
+    /// and CA), the built-in rule narrowed to this test's indices, this test's uuid, alerts
+    /// into `alerts`, state into this test's state index, and `extra` (more TOML sections).
+    pub fn binary_config(
+        &self,
+        dir: &std::path::Path,
+        alerts: &str,
+        extra: &str,
+    ) -> std::path::PathBuf {
+        let builtin = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("rules/nodejs-install-script.toml"),
+        )
+        .expect("the built-in rule file");
+        let patterns = self.patterns();
+        let narrowed = builtin.replace(
+            r#"index = ["logs-endpoint.events.process*", "logs-crowdstrike.fdr*"]"#,
+            &format!("index = [{:?}, {:?}]", patterns[0], patterns[1]),
+        );
+        assert_ne!(narrowed, builtin, "the rule's index line was narrowed");
+        let rule_file = dir.join("rule.toml");
+        std::fs::write(&rule_file, narrowed).expect("writing the rule");
+        let mut es_section = format!("[elasticsearch]\nurl = {:?}\n", crate::common::es_url());
+        if let Ok(file) = std::env::var("SEQWATCH_TEST_ES_PASSWORD_FILE") {
+            let user = std::env::var("SEQWATCH_TEST_ES_USER").unwrap_or_else(|_| "elastic".into());
+            es_section.push_str(&format!("username = {user:?}\npassword_file = {file:?}\n"));
+        }
+        if let Some(ca) = crate::common::es_ca_file() {
+            es_section.push_str(&format!("ca_file = {ca:?}\n"));
+        }
+        let config = format!(
+            "{es_section}[rules]\npaths = [{rule_file:?}]\n[rules.uuids]\n\"0871a5d8-6b5f-4a12-a568-fd7bc05bd8db\" = {RULE_UUID:?}\n\
+             [alerts]\nindex = {alerts:?}\n[state]\nindex = {:?}\n{extra}",
+            self.state,
+        );
+        let config_file = dir.join("seqwatch.toml");
+        std::fs::write(&config_file, &config).expect("writing the configuration");
+        config_file
+    }
+
     /// The built-in rule reading this test's indices, prepared under `config`.
     pub fn rule(&self, config: &Config) -> PreparedRule {
         let mut rule = Rule::builtin().expect("the built-in rule loads");
