@@ -42,6 +42,18 @@ struct Health {
 }
 
 impl Health {
+    /// Health for `rules`, started now.
+    fn for_rules(rules: &[PreparedRule]) -> Health {
+        let health = Health::default();
+        let _ = health.started.set(Instant::now());
+        let interval = rules.iter().map(|r| r.schedule.interval).max();
+        let _ = health.max_interval.set(interval.unwrap_or_default());
+        let _ = health
+            .rules
+            .set(rules.iter().map(|r| r.rule.name.clone()).collect());
+        health
+    }
+
     fn ready(&self) -> Result<(), String> {
         let now = Instant::now();
         let es_ok = self
@@ -148,19 +160,59 @@ pub async fn serve(
     rules: Vec<PreparedRule>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let health = Arc::new(Health::default());
-    let _ = health.started.set(Instant::now());
-    let _ = health.max_interval.set(
-        rules
-            .iter()
-            .map(|r| r.schedule.interval)
-            .max()
-            .unwrap_or_default(),
-    );
-    let _ = health
-        .rules
-        .set(rules.iter().map(|r| r.rule.name.clone()).collect());
+    let health = Arc::new(Health::for_rules(&rules));
+    let server = start_endpoints(&ctx, health.clone()).await?;
+    info!(listen = %ctx.config.daemon.listen, rules = rules.len(), instance = %ctx.instance, "seqwatch daemon started");
+    // Elasticsearch reachability, for /readyz and the metric.
+    let probe = {
+        let (cluster, health) = (ctx.cluster.clone(), health.clone());
+        tokio::spawn(async move {
+            loop {
+                probe_es(cluster.as_ref(), &health).await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+    };
+    let ticker = Ticker {
+        ctx: ctx.clone(),
+        health,
+        stopping: Arc::new(AtomicBool::new(false)),
+        tracker: TaskTracker::new(),
+    };
+    let slots: Vec<RuleSlot> = rules
+        .into_iter()
+        .map(|rule| RuleSlot {
+            rule: Arc::new(rule),
+            busy: Arc::new(Mutex::new(())),
+        })
+        .collect();
+    let mut scheduler = schedule(&ticker, &slots).await?;
 
+    shutdown.await;
+    ticker.stopping.store(true, Ordering::SeqCst);
+    ctx.cancel.cancel();
+    info!("shutting down: no new runs; the current ones stop at their next safe point");
+    let _ = scheduler.shutdown().await;
+    ticker.tracker.close();
+    let deadline = ctx.config.daemon.shutdown_timeout.0;
+    if tokio::time::timeout(deadline, ticker.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(timeout = ?deadline, "runs still going at the shutdown deadline are abandoned; their windows are covered again at the next start");
+    }
+    release_idle_leases(&ctx, &slots).await;
+    probe.abort();
+    server.abort();
+    info!("seqwatch daemon stopped");
+    Ok(())
+}
+
+/// `/healthz`, `/readyz` and `/metrics` on `daemon.listen`.
+async fn start_endpoints(
+    ctx: &RunContext,
+    health: Arc<Health>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let prometheus = prometheus_handle()?;
     let listen = ctx.config.daemon.listen.clone();
     let app = axum::Router::new()
@@ -177,7 +229,7 @@ pub async fn serve(
                 }
             }),
         )
-        .with_state(health.clone())
+        .with_state(health)
         .route(
             "/metrics",
             get(move || std::future::ready(prometheus.render())),
@@ -185,105 +237,85 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("daemon.listen: cannot listen on {listen}"))?;
-    info!(%listen, rules = rules.len(), instance = %ctx.instance, "seqwatch daemon started");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(tokio::spawn(
+        async move { axum::serve(listener, app).await },
+    ))
+}
 
-    // Elasticsearch reachability, for /readyz and the metric.
-    let probe = {
-        let (cluster, health) = (ctx.cluster.clone(), health.clone());
-        tokio::spawn(async move {
-            loop {
-                probe_es(cluster.as_ref(), &health).await;
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
+/// A rule of the daemon and the lock its runs take, so that one rule never runs twice at once.
+struct RuleSlot {
+    rule: Arc<PreparedRule>,
+    busy: Arc<Mutex<()>>,
+}
+
+/// What every tick needs.
+#[derive(Clone)]
+struct Ticker {
+    ctx: RunContext,
+    health: Arc<Health>,
+    /// Set when shutdown begins. The scheduler can still deliver a tick after its `shutdown`
+    /// returns; such a tick must not run, or it would renew the lease after it was given back
+    /// and lock the other replicas out for `state.lease_ttl`.
+    stopping: Arc<AtomicBool>,
+    /// The ticks in flight, which shutdown waits for.
+    tracker: TaskTracker,
+}
+
+impl Ticker {
+    /// Runs one tick of `slot` as a tracked task.
+    fn spawn(&self, slot: &RuleSlot) -> tokio::task::JoinHandle<Tick> {
+        let (ticker, rule, busy) = (self.clone(), slot.rule.clone(), slot.busy.clone());
+        self.tracker.spawn(async move {
+            run_tick(&ticker.ctx, &rule, &busy, &ticker.health, &ticker.stopping).await
         })
-    };
+    }
+}
 
-    let tracker = TaskTracker::new();
-    // Set when shutdown begins. The scheduler can still deliver a tick after its `shutdown`
-    // returns; such a tick must not run, or it would renew the lease after we give it back
-    // below and lock the other replicas out for `state.lease_ttl`.
-    let stopping = Arc::new(AtomicBool::new(false));
-    let mut scheduler = JobScheduler::new()
+/// Schedules every rule (and runs each once at start, as Kibana does when a rule is enabled).
+async fn schedule(ticker: &Ticker, slots: &[RuleSlot]) -> Result<JobScheduler> {
+    let scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
-    let mut running = Vec::new();
-    for rule in &rules {
-        let rule = Arc::new(rule.clone());
-        let busy = Arc::new(Mutex::new(()));
-        running.push((rule.clone(), busy.clone()));
+    for slot in slots {
         let on_tick = {
-            let (ctx, rule, busy, tracker, health, stopping) = (
-                ctx.clone(),
-                rule.clone(),
-                busy.clone(),
-                tracker.clone(),
-                health.clone(),
-                stopping.clone(),
+            let (ticker, slot) = (
+                ticker.clone(),
+                RuleSlot {
+                    rule: slot.rule.clone(),
+                    busy: slot.busy.clone(),
+                },
             );
             move |_id, _sched| {
-                let (ctx, rule, busy, health, stopping) = (
-                    ctx.clone(),
-                    rule.clone(),
-                    busy.clone(),
-                    health.clone(),
-                    stopping.clone(),
-                );
-                let task = tracker.spawn(async move {
-                    run_tick(&ctx, &rule, &busy, &health, &stopping).await;
-                });
+                let task = ticker.spawn(&slot);
                 Box::pin(async move {
                     let _ = task.await;
                 })
                     as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
             }
         };
-        let job = match cron_for(&ctx.config, rule.schedule.interval) {
+        let interval = slot.rule.schedule.interval;
+        let job = match cron_for(&ticker.ctx.config, interval) {
             Some(cron) => Job::new_async(cron.as_str(), on_tick),
-            None => Job::new_repeated_async(rule.schedule.interval, on_tick),
+            None => Job::new_repeated_async(interval, on_tick),
         }
-        .with_context(|| format!("scheduling rule {:?}", rule.rule.name))?;
+        .with_context(|| format!("scheduling rule {:?}", slot.rule.rule.name))?;
         scheduler.add(job).await.context("scheduling")?;
-        // Run once at start, as Kibana does when a rule is enabled.
-        let (ctx2, rule2, busy2, health2) =
-            (ctx.clone(), rule.clone(), busy.clone(), health.clone());
-        let stopping2 = stopping.clone();
-        tracker.spawn(async move {
-            run_tick(&ctx2, &rule2, &busy2, &health2, &stopping2).await;
-        });
+        ticker.spawn(slot);
     }
     scheduler.start().await.context("starting the scheduler")?;
-
-    shutdown.await;
-    stopping.store(true, Ordering::SeqCst);
-    ctx.cancel.cancel();
-    info!("shutting down: no new runs; the current ones stop at their next safe point");
-    let _ = scheduler.shutdown().await;
-    tracker.close();
-    let deadline = ctx.config.daemon.shutdown_timeout.0;
-    if tokio::time::timeout(deadline, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(timeout = ?deadline, "runs still going at the shutdown deadline are abandoned; their windows are covered again at the next start");
-    }
-    release_idle_leases(&ctx, &running).await;
-    probe.abort();
-    server.abort();
-    info!("seqwatch daemon stopped");
-    Ok(())
+    Ok(scheduler)
 }
 
 /// Gives back the lease of every rule with no run going. A rule whose run is still going (past
 /// the deadline) keeps its lease until it expires: that run may still write, and another
 /// replica must not take the rule meanwhile. The rule's lock is held while the lease is given
 /// back, so no run can start in between.
-async fn release_idle_leases(ctx: &RunContext, rules: &[(Arc<PreparedRule>, Arc<Mutex<()>>)]) {
-    for (rule, busy) in rules {
-        match busy.try_lock() {
-            Ok(_idle) => crate::run::release_lease(ctx, rule, Utc::now()).await,
+async fn release_idle_leases(ctx: &RunContext, slots: &[RuleSlot]) {
+    for slot in slots {
+        match slot.busy.try_lock() {
+            Ok(_idle) => crate::run::release_lease(ctx, &slot.rule, Utc::now()).await,
             Err(_) => {
-                warn!(rule = %rule.rule.name, "a run is still going; its lease is left to expire")
+                warn!(rule = %slot.rule.rule.name, "a run is still going; its lease is left to expire")
             }
         }
     }
@@ -396,6 +428,43 @@ mod tests {
         assert_eq!(
             health.ready(),
             Err("Elasticsearch is not reachable".to_owned())
+        );
+    }
+
+    /// At shutdown a rule whose run is still going keeps its lease (the run may still write,
+    /// and another replica must not take the rule meanwhile); an idle rule's lease is given
+    /// back at once.
+    #[tokio::test]
+    async fn shutdown_gives_back_only_the_leases_of_idle_rules() {
+        use crate::run::fake::FakeCluster;
+        use crate::state::{lease_id, LeaseDoc};
+        let config = Config::default();
+        let rule = PreparedRule::prepare(crate::rule::Rule::builtin().unwrap(), &config).unwrap();
+        let fake = Arc::new(FakeCluster::new());
+        let ctx = RunContext::new(fake.clone(), Arc::new(config), "replica-a".into());
+        let until = Utc::now() + chrono::Duration::minutes(10);
+        let lease = LeaseDoc {
+            doc_type: "lease".into(),
+            rule: rule.rule_ref(),
+            owner: "replica-a".into(),
+            expires_at: until,
+        };
+        let (index, id) = (ctx.config.state.index.clone(), lease_id(&rule.uuid));
+        fake.put(&index, &id, serde_json::to_value(&lease).unwrap());
+        let expiry =
+            || -> LeaseDoc { serde_json::from_value(fake.doc(&index, &id).unwrap()).unwrap() };
+        let slots = vec![RuleSlot {
+            rule: Arc::new(rule),
+            busy: Arc::new(Mutex::new(())),
+        }];
+        let running = slots[0].busy.clone().try_lock_owned().unwrap();
+        release_idle_leases(&ctx, &slots).await;
+        assert_eq!(expiry().expires_at, until, "a running rule keeps its lease");
+        drop(running);
+        release_idle_leases(&ctx, &slots).await;
+        assert!(
+            expiry().expires_at <= Utc::now(),
+            "an idle rule's lease is given back"
         );
     }
 

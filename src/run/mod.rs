@@ -16,7 +16,7 @@ mod record;
 mod write;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
