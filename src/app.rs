@@ -450,7 +450,8 @@ fn daemon(config: Config, selection: &RuleSelection) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let ctx = run_context(config)?;
-        crate::daemon::serve(ctx, rules, crate::daemon::shutdown_signal()).await
+        crate::daemon::serve(ctx, rules, crate::daemon::shutdown_signal()).await?;
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -546,7 +547,7 @@ fn validate(config: Result<Config>, args: ValidateArgs) -> Result<ExitCode> {
             match es_settings(c).and_then(|s| Ok(crate::es::EsClient::connect(&s)?)) {
                 Ok(client) => {
                     let rt = runtime()?;
-                    problems.extend(rt.block_on(crate::run::check_cluster(&client, c, &rules)));
+                    problems.extend(rt.block_on(crate::validate::check_cluster(&client, c, &rules)));
                 }
                 Err(e) => problems.push(format!("{e:#}")),
             }

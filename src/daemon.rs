@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -27,6 +26,53 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::run::{run, PreparedRule, RunContext, RunOutcome, RunPlan};
+
+/// Why the daemon is not ready (`/readyz` answers 503 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotReady {
+    /// The last health check did not reach the cluster.
+    #[error("Elasticsearch is not reachable")]
+    Unreachable,
+    /// A rule has not completed a run for three of the longest intervals.
+    #[error("rule {rule:?} has not completed a run for {seconds}s")]
+    Stale {
+        /// The rule's name.
+        rule: String,
+        /// Since when, in seconds.
+        seconds: u64,
+    },
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// `daemon.listen` cannot be bound.
+    #[error("daemon.listen: cannot listen on {listen}: {source}")]
+    Listen {
+        /// The configured address.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics recorder cannot be installed.
+    #[error("installing the metrics recorder: {0}")]
+    Metrics(String),
+    /// The scheduler refused to start or to take a rule.
+    #[error("{what}: {source}")]
+    Scheduler {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+}
+
+fn scheduler_error(what: impl Into<String>) -> impl FnOnce(tokio_cron_scheduler::JobSchedulerError) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Scheduler { what, source }
+}
 
 /// What the HTTP endpoints report.
 #[derive(Default)]
@@ -54,7 +100,7 @@ impl Health {
         health
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), NotReady> {
         let now = Instant::now();
         let es_ok = self
             .es_ok_at
@@ -63,7 +109,7 @@ impl Health {
             .and_then(|g| *g)
             .is_some_and(|t| now - t < Duration::from_secs(30));
         if !es_ok {
-            return Err("Elasticsearch is not reachable".into());
+            return Err(NotReady::Unreachable);
         }
         let limit = 3 * *self.max_interval.get().unwrap_or(&Duration::from_secs(300));
         let started = *self.started.get().unwrap_or(&now);
@@ -75,10 +121,10 @@ impl Health {
         for rule in self.rules.get().into_iter().flatten() {
             let since = last.get(rule).copied().unwrap_or(started);
             if now - since > limit {
-                return Err(format!(
-                    "rule {rule:?} has not completed a run for {}s",
-                    (now - since).as_secs()
-                ));
+                return Err(NotReady::Stale {
+                    rule: rule.clone(),
+                    seconds: (now - since).as_secs(),
+                });
             }
         }
         Ok(())
@@ -136,20 +182,20 @@ pub fn cron_for(config: &Config, interval: Duration) -> Option<String> {
 
 /// The process-wide Prometheus recorder, installed on first use (a second daemon in the same
 /// process, as in tests, shares it).
-fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
+fn prometheus_handle() -> Result<metrics_exporter_prometheus::PrometheusHandle, DaemonError> {
     // Check and install under one lock: two daemons starting at once would otherwise both
     // find no handle and the second install would fail.
     static HANDLE: std::sync::Mutex<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         std::sync::Mutex::new(None);
     let mut slot = HANDLE
         .lock()
-        .map_err(|_| anyhow::anyhow!("the metrics recorder lock is poisoned"))?;
+        .map_err(|_| DaemonError::Metrics("the recorder lock is poisoned".into()))?;
     if let Some(h) = slot.as_ref() {
         return Ok(h.clone());
     }
     let h = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .context("installing the metrics recorder")?;
+        .map_err(|e| DaemonError::Metrics(e.to_string()))?;
     *slot = Some(h.clone());
     Ok(h)
 }
@@ -159,7 +205,7 @@ pub async fn serve(
     ctx: RunContext,
     rules: Vec<PreparedRule>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+) -> Result<(), DaemonError> {
     let health = Arc::new(Health::for_rules(&rules));
     let server = start_endpoints(&ctx, health.clone()).await?;
     info!(listen = %ctx.config.daemon.listen, rules = rules.len(), instance = %ctx.instance, "seqwatch daemon started");
@@ -212,7 +258,7 @@ pub async fn serve(
 async fn start_endpoints(
     ctx: &RunContext,
     health: Arc<Health>,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, DaemonError> {
     let prometheus = prometheus_handle()?;
     let listen = ctx.config.daemon.listen.clone();
     let app = axum::Router::new()
@@ -236,7 +282,10 @@ async fn start_endpoints(
         );
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("daemon.listen: cannot listen on {listen}"))?;
+        .map_err(|source| DaemonError::Listen {
+            listen: listen.clone(),
+            source,
+        })?;
     Ok(tokio::spawn(
         async move { axum::serve(listener, app).await },
     ))
@@ -272,10 +321,10 @@ impl Ticker {
 }
 
 /// Schedules every rule (and runs each once at start, as Kibana does when a rule is enabled).
-async fn schedule(ticker: &Ticker, slots: &[RuleSlot]) -> Result<JobScheduler> {
+async fn schedule(ticker: &Ticker, slots: &[RuleSlot]) -> Result<JobScheduler, DaemonError> {
     let scheduler = JobScheduler::new()
         .await
-        .context("starting the scheduler")?;
+        .map_err(scheduler_error("starting the scheduler"))?;
     for slot in slots {
         let on_tick = {
             let (ticker, slot) = (
@@ -298,11 +347,17 @@ async fn schedule(ticker: &Ticker, slots: &[RuleSlot]) -> Result<JobScheduler> {
             Some(cron) => Job::new_async(cron.as_str(), on_tick),
             None => Job::new_repeated_async(interval, on_tick),
         }
-        .with_context(|| format!("scheduling rule {:?}", slot.rule.rule.name))?;
-        scheduler.add(job).await.context("scheduling")?;
+        .map_err(scheduler_error(format!("scheduling rule {:?}", slot.rule.rule.name)))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(scheduler_error(format!("scheduling rule {:?}", slot.rule.rule.name)))?;
         ticker.spawn(slot);
     }
-    scheduler.start().await.context("starting the scheduler")?;
+    scheduler
+        .start()
+        .await
+        .map_err(scheduler_error("starting the scheduler"))?;
     Ok(scheduler)
 }
 
@@ -425,10 +480,7 @@ mod tests {
         *health.es_ok_at.lock().unwrap() = Some(Instant::now());
         assert_eq!(health.ready(), Ok(()), "a fresh success is ready");
         probe_es(ctx.cluster.as_ref(), &health).await;
-        assert_eq!(
-            health.ready(),
-            Err("Elasticsearch is not reachable".to_owned())
-        );
+        assert_eq!(health.ready(), Err(NotReady::Unreachable));
     }
 
     /// At shutdown a rule whose run is still going keeps its lease (the run may still write,

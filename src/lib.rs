@@ -16,6 +16,7 @@
 //! - [`run`]: one detection run (the daemon's ticks, `once`, backfill chunks) and backfill.
 //! - [`daemon`]: `seqwatch run`, every rule on its schedule.
 //! - [`healthcheck`]: `seqwatch healthcheck`, the container's probe of a running daemon.
+//! - [`validate`]: `validate --check-es`, the cluster checked before the first run.
 //! - [`cli`] / [`app`]: the command line and the composition root.
 
 pub mod alert;
@@ -39,4 +40,5 @@ pub mod rule;
 pub mod run;
 pub mod state;
 pub mod telemetry;
+pub mod validate;
 pub mod window;

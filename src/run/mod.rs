@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 pub use backfill::{backfill, BackfillOptions, BackfillReport};
 pub use error::RunError;
-pub use prepare::{check_cluster, check_privileges, required_privileges, PreparedRule};
+pub use prepare::{check_privileges, required_privileges, PreparedRule};
 pub use record::{release_lease, LeaseHolder, Recorder};
 
 use crate::cluster::Cluster;

@@ -1,10 +1,10 @@
-//! What a run needs before it reads anything: the rule prepared once ([`PreparedRule`]), the
-//! privilege check, and `validate --check-es`'s look at the cluster.
+//! What a run needs before it reads anything: the rule prepared once ([`PreparedRule`]) and
+//! the privilege check.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{RunContext, RunError};
 use crate::alert::RuleInfo;
@@ -12,7 +12,6 @@ use crate::cluster::PrivilegeRequest;
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, EngineOptions};
 use crate::eql::value::FieldTypes;
-use crate::es::EsClient;
 use crate::rule::Rule;
 use crate::state::RuleRef;
 use crate::window::Schedule;
@@ -219,53 +218,4 @@ pub async fn check_privileges(ctx: &RunContext, rule: &PreparedRule) -> Result<(
         }),
         _ => Ok(()),
     }
-}
-
-/// `validate --check-es`: what stops the job from working on this cluster, one line each.
-pub async fn check_cluster(es: &EsClient, config: &Config, rules: &[PreparedRule]) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Err(e) = es.health().await {
-        problems.push(format!("cluster: {e}"));
-        return problems;
-    }
-    for (name, label) in [
-        (crate::es::templates::ALERTS_TEMPLATE, "alerts"),
-        (crate::es::templates::STATE_TEMPLATE, "run state"),
-    ] {
-        match es.get_index_template(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => problems.push(format!(
-                "index template {name} ({label}) is not installed: run `seqwatch setup`"
-            )),
-            Err(e) => problems.push(format!("index template {name}: {e}")),
-        }
-    }
-    if config.alerts.target == AlertTarget::Kibana {
-        let alias = config.alerts.write_target();
-        if let Err(e) = es.get_mapping(&alias).await {
-            problems.push(format!(
-                "alerts alias {alias}: {e} (Kibana creates it when its Security app is first opened in space {:?})",
-                config.alerts.kibana_space
-            ));
-        }
-    }
-    for rule in rules {
-        match es
-            .count(&rule.rule.index.join(","), &json!({"match_all": {}}))
-            .await
-        {
-            Ok(0) => problems.push(format!(
-                "rule {:?}: no documents in {} (no index matches yet, or no data)",
-                rule.rule.name,
-                rule.rule.index.join(", ")
-            )),
-            Ok(_) => {}
-            Err(e) => problems.push(format!(
-                "rule {:?}: cannot read {}: {e}",
-                rule.rule.name,
-                rule.rule.index.join(", ")
-            )),
-        }
-    }
-    problems
 }
