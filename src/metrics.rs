@@ -21,6 +21,10 @@ pub fn record_run(doc: &RunDoc) {
         .increment(c.duplicates_skipped);
     counter!("seqwatch_alerts_truncated_total", "rule" => rule.clone())
         .increment(c.alerts_truncated);
+    if let Some(kind) = &doc.error_kind {
+        counter!("seqwatch_run_failures_total", "rule" => rule.clone(), "error" => kind.clone())
+            .increment(1);
+    }
     if let Some(g) = &doc.gap {
         let secs = (g.to - g.from).num_milliseconds().max(0) as f64 / 1000.0;
         counter!("seqwatch_gap_seconds_total", "rule" => rule.clone()).increment(secs as u64);
