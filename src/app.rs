@@ -506,10 +506,15 @@ fn backfill(config: Config, args: BackfillArgs) -> Result<ExitCode> {
     };
     let rt = runtime()?;
     let ctx = rt.block_on(async { run_context(config) })?;
+    // The first SIGINT or SIGTERM stops the chunks at their next safe point; a second one
+    // does not wait for that.
     let cancel = ctx.cancel.clone();
     rt.spawn(async move {
         crate::daemon::shutdown_signal().await;
+        eprintln!("stopping: the chunks in flight stop at their next safe point (again to stop now)");
         cancel.cancel();
+        crate::daemon::shutdown_signal().await;
+        std::process::exit(130);
     });
     let mut failed = false;
     for rule in &rules {
