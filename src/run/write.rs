@@ -106,10 +106,12 @@ pub(super) async fn write_alerts(
     new: &NewSequences,
     log: &mut RunLog,
 ) -> Result<(), RunError> {
+    // The log is written below while the alerts borrow the run's id.
+    let execution_uuid = log.run_id.clone();
     let run_info = RunInfo {
         now: plan.now,
         space_id: &ctx.config.alerts.kibana_space,
-        execution_uuid: &log.run_id.clone(),
+        execution_uuid: &execution_uuid,
         producer_version: env!("CARGO_PKG_VERSION"),
     };
     let target = ctx.config.alerts.write_target();
