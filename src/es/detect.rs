@@ -472,9 +472,13 @@ impl EsClient {
     }
 
     /// The next page, or `None` after the last, each `_source` parsed into a [`Value`] on its
-    /// own (see [`EsClient::next_search_page`] for the checks).
+    /// own (see [`PitPager::read_answer`] for the checks).
     pub async fn next_page(&self, pager: &mut PitPager) -> Result<Option<Vec<RawHit>>, EsError> {
-        let Some(page) = self.next_search_page(pager, None).await? else {
+        let Some(body) = pager.next_request() else {
+            return Ok(None);
+        };
+        let text = self.search_point_in_time_text(&body).await?;
+        let Some(page) = pager.read_answer(text, None)? else {
             return Ok(None);
         };
         Ok(Some(
@@ -500,25 +504,6 @@ impl EsClient {
                 })
                 .collect(),
         ))
-    }
-
-    /// The next page as text, or `None` after the last. A page with shard failures or a
-    /// timeout is an error: a partial page could hide a sequence's events. The hits' `_source`
-    /// texts are not parsed here: a document that cannot be read is the caller's one skipped
-    /// event, never a failed page.
-    ///
-    /// With a `plan`, each `_source` is decoded flat for it as the answer is read
-    /// ([`PageHitRef::flat`]): one pass over the text.
-    pub async fn next_search_page(
-        &self,
-        pager: &mut PitPager,
-        plan: Option<&FieldPlan>,
-    ) -> Result<Option<SearchPage>, EsError> {
-        let Some(body) = pager.next_request() else {
-            return Ok(None);
-        };
-        let text = self.search_point_in_time_text(&body).await?;
-        pager.read_answer(text, plan)
     }
 
     /// `POST _search` with a point-in-time `body`: the answer's text when it is 2xx. A point in
