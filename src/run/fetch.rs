@@ -14,7 +14,7 @@ use crate::eql::ast::Query;
 use crate::eql::pushdown::FetchQuery;
 use crate::es::{parse_source, EsError, FieldCapsAnswer, PitPager};
 use crate::event::{FlatEvent, SourceError};
-use crate::fetch_plan::{self, KeyKind, OneQueryReason, StageOneKeys};
+use crate::fetch_plan::{self, KeyKind, KeyTypeError, OneQueryReason, StageOneKeys};
 use crate::state::SkippedEvent;
 use crate::window::Window;
 
@@ -207,12 +207,8 @@ async fn scan_stage_one_keys(
 
 /// The restriction kind of a later stage's key field: one mapping type in every index, and one
 /// whose `terms` query matches what the correlator joins (see [`KeyKind`]).
-fn key_kind(caps: &FieldCapsAnswer, field: &str) -> Result<KeyKind, String> {
-    match caps.mapping_types.get(field).map(Vec::as_slice) {
-        Some([one]) => KeyKind::from_mapping_type(one).ok_or_else(|| one.clone()),
-        Some(many) if !many.is_empty() => Err(many.join(" and ")),
-        _ => Err("unmapped".into()),
-    }
+fn key_kind(caps: &FieldCapsAnswer, field: &str) -> Result<KeyKind, KeyTypeError> {
+    KeyKind::from_mapping_types(caps.mapping_types.get(field).map_or(&[], Vec::as_slice))
 }
 
 /// Closes the point in time; a failure is only a warning (it expires on its own).
