@@ -114,17 +114,50 @@ impl HumanDuration {
     }
 }
 
+/// Why a text is not a [`HumanDuration`]. Each variant carries the text as written; figment
+/// and clap put the key or flag in front.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HumanDurationError {
+    /// Digits alone, or nothing.
+    #[error("duration {text:?} has no unit; write e.g. \"30s\", \"5m\" or \"1h\"")]
+    NoUnit {
+        /// The text as written.
+        text: String,
+    },
+    /// The unit is not preceded by a whole number (a sign, a fraction, no digits, too many).
+    #[error("duration {text:?} must start with a whole number, e.g. \"5m\"")]
+    NoNumber {
+        /// The text as written.
+        text: String,
+    },
+    /// A unit other than `ms`, `s`, `m`, `h` or `d`.
+    #[error("duration {text:?} has unknown unit {unit:?}; use ms, s, m, h or d")]
+    UnknownUnit {
+        /// The text as written.
+        text: String,
+        /// The unit as written.
+        unit: String,
+    },
+    /// More milliseconds than a `u64` holds.
+    #[error("duration {text:?} is too large")]
+    TooLarge {
+        /// The text as written.
+        text: String,
+    },
+}
+
 impl FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = HumanDurationError;
+    fn from_str(s: &str) -> Result<Self, HumanDurationError> {
+        let text = || s.to_owned();
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-            format!("duration {s:?} has no unit; write e.g. \"30s\", \"5m\" or \"1h\"")
-        })?;
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| HumanDurationError::NoUnit { text: text() })?;
         let (num, unit) = t.split_at(split);
         let n: u64 = num
             .parse()
-            .map_err(|_| format!("duration {s:?} must start with a whole number, e.g. \"5m\""))?;
+            .map_err(|_| HumanDurationError::NoNumber { text: text() })?;
         let ms = match unit {
             "ms" => Some(n),
             "s" => n.checked_mul(1_000),
@@ -132,19 +165,20 @@ impl FromStr for HumanDuration {
             "h" => n.checked_mul(3_600_000),
             "d" => n.checked_mul(86_400_000),
             _ => {
-                return Err(format!(
-                    "duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d"
-                ))
+                return Err(HumanDurationError::UnknownUnit {
+                    text: text(),
+                    unit: unit.to_owned(),
+                })
             }
         }
-        .ok_or_else(|| format!("duration {s:?} is too large"))?;
+        .ok_or_else(|| HumanDurationError::TooLarge { text: text() })?;
         Ok(HumanDuration(Duration::from_millis(ms)))
     }
 }
 
 impl TryFrom<String> for HumanDuration {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = HumanDurationError;
+    fn try_from(s: String) -> Result<Self, HumanDurationError> {
         s.parse()
     }
 }
@@ -838,9 +872,28 @@ mod tests {
         for s in ["500ms", "30s", "5m", "1h", "2d", "90s"] {
             assert_eq!(s.parse::<HumanDuration>().unwrap().to_string(), s);
         }
-        assert!("5".parse::<HumanDuration>().is_err());
-        assert!("-5m".parse::<HumanDuration>().is_err());
-        assert!("5w".parse::<HumanDuration>().is_err());
+        let text = |s: &str| s.to_owned();
+        assert_eq!(
+            "5".parse::<HumanDuration>(),
+            Err(HumanDurationError::NoUnit { text: text("5") })
+        );
+        assert_eq!(
+            "-5m".parse::<HumanDuration>(),
+            Err(HumanDurationError::NoNumber { text: text("-5m") })
+        );
+        assert_eq!(
+            "5w".parse::<HumanDuration>(),
+            Err(HumanDurationError::UnknownUnit {
+                text: text("5w"),
+                unit: text("w")
+            })
+        );
+        assert_eq!(
+            "99999999999999999d".parse::<HumanDuration>(),
+            Err(HumanDurationError::TooLarge {
+                text: text("99999999999999999d")
+            })
+        );
     }
 
     /// Every configuration error names the key path and where the bad value came from: the

@@ -18,11 +18,12 @@ use crate::correlate::{
 };
 use crate::eql::ast;
 use crate::eql::eval::{CompileError, CompiledFilter, EvalOptions};
+use crate::eql::functions::EvalError;
 use crate::eql::pushdown;
 use crate::eql::value::{indexed_scalar, FieldType, FieldTypes, Val};
 use crate::event::{
     decode_flat, document_timestamp, replace_lone_surrogates, Document, FieldPlan, FlatDecode,
-    FlatEvent, TimestampError,
+    FlatEvent, SourceError, TimestampError,
 };
 use crate::rule::Rule;
 
@@ -93,6 +94,43 @@ pub enum EngineError {
     },
 }
 
+/// Why the engine cannot use a hit (see the module comment): the hit is counted and skipped
+/// as a bad event, never a failure of the run, and the message is the reason its
+/// [`BadEvent`] keeps.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The `_source` itself cannot be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The `_source` is JSON but not an object.
+    #[error("_source is not a JSON object")]
+    NotAnObject,
+    /// The timestamp is missing, multi-valued or not a date.
+    #[error(transparent)]
+    Timestamp(#[from] TimestampError),
+    /// The tiebreaker field holds more than one value.
+    #[error("tiebreaker field {field} has several values")]
+    TiebreakerMultiValued {
+        /// The tiebreaker field.
+        field: String,
+    },
+    /// The tiebreaker field holds a value that cannot order events (a boolean).
+    #[error("tiebreaker field {field} holds a value that cannot order events")]
+    TiebreakerUnordered {
+        /// The tiebreaker field.
+        field: String,
+    },
+    /// A join key holds an object (see [`crate::event::has_object_value`]).
+    #[error("join key {field} holds an object; a key must be a value")]
+    ObjectKey {
+        /// The key field.
+        field: String,
+    },
+    /// A filter failed where Elasticsearch's script fails the search (overflow, …).
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+}
+
 /// A hit the engine skipped, with the reason. Displays the document it names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{index}/{id}: {reason}")]
@@ -101,7 +139,7 @@ pub struct BadEvent {
     pub index: String,
     /// Id of the document.
     pub id: String,
-    /// What is wrong with it.
+    /// What is wrong with it: an [`EventError`]'s message, as run documents keep it.
     pub reason: String,
 }
 
@@ -435,7 +473,7 @@ impl CompiledRule {
         &self,
         doc: &D,
         stage: usize,
-    ) -> Result<Option<Vec<Vec<KeyValue>>>, String> {
+    ) -> Result<Option<Vec<Vec<KeyValue>>>, EventError> {
         let Shape::Sequence { stages, .. } = &self.shape else {
             return Ok(None);
         };
@@ -476,12 +514,12 @@ impl CompiledRule {
         &self,
         doc: &D,
         stage: usize,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EvalError> {
         let Shape::Sequence { stages, .. } = &self.shape else {
             return Ok(false);
         };
         match stages.get(stage) {
-            Some(s) => s.filter.try_matches(doc).map_err(|e| e.to_string()),
+            Some(s) => s.filter.try_matches(doc),
             None => Ok(false),
         }
     }
@@ -547,13 +585,16 @@ impl CompiledRule {
         }
     }
 
-    fn timestamp_ns<D: Document + ?Sized>(&self, doc: &D) -> Result<i64, String> {
+    fn timestamp_ns<D: Document + ?Sized>(&self, doc: &D) -> Result<i64, TimestampError> {
         self.timestamp_ns_in(doc, self.timestamp_slot)
     }
 
-    fn timestamp_ns_in<D: Document + ?Sized>(&self, doc: &D, slot: usize) -> Result<i64, String> {
-        let ns = document_timestamp(doc, &self.timestamp_field, slot)
-            .map_err(|e: TimestampError| e.to_string())?;
+    fn timestamp_ns_in<D: Document + ?Sized>(
+        &self,
+        doc: &D,
+        slot: usize,
+    ) -> Result<i64, TimestampError> {
+        let ns = document_timestamp(doc, &self.timestamp_field, slot)?;
         Ok(if self.opts.timestamp_nanos {
             ns
         } else {
@@ -561,7 +602,7 @@ impl CompiledRule {
         })
     }
 
-    fn tiebreaker<D: Document + ?Sized>(&self, doc: &D) -> Result<Option<TieBreaker>, String> {
+    fn tiebreaker<D: Document + ?Sized>(&self, doc: &D) -> Result<Option<TieBreaker>, EventError> {
         self.tiebreaker_in(doc, self.tiebreaker_slot)
     }
 
@@ -569,7 +610,7 @@ impl CompiledRule {
         &self,
         doc: &D,
         slot: usize,
-    ) -> Result<Option<TieBreaker>, String> {
+    ) -> Result<Option<TieBreaker>, EventError> {
         let Some(field) = &self.tiebreaker_field else {
             return Ok(None);
         };
@@ -578,16 +619,18 @@ impl CompiledRule {
             return Ok(None);
         };
         if values.next().is_some() {
-            return Err(format!("tiebreaker field {field} has several values"));
+            return Err(EventError::TiebreakerMultiValued {
+                field: field.clone(),
+            });
         }
         match indexed_scalar(first, self.opts.field_types.get(field)) {
             Some(Val::Int(i)) => Ok(Some(TieBreaker::Int(i64::from(i)))),
             Some(Val::Long(i)) | Some(Val::Date(i)) => Ok(Some(TieBreaker::Int(i))),
             Some(Val::Double(d)) => Ok(Some(TieBreaker::Float(d))),
             Some(Val::Str(s)) => Ok(Some(TieBreaker::Str(Arc::from(s.as_ref())))),
-            Some(Val::Bool(_)) | Some(Val::Null) | None => Err(format!(
-                "tiebreaker field {field} holds a value that cannot order events"
-            )),
+            Some(Val::Bool(_)) | Some(Val::Null) | None => Err(EventError::TiebreakerUnordered {
+                field: field.clone(),
+            }),
         }
     }
 
@@ -603,7 +646,7 @@ impl CompiledRule {
         interner: &mut KeyInterner,
         known_only: bool,
         keys: &mut CandidateKeys,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EventError> {
         keys.begin(target);
         for ((key, &slot), &ty) in stage
             .keys
@@ -613,10 +656,9 @@ impl CompiledRule {
         {
             if doc.holds_object(&key.field.path) {
                 keys.abandon();
-                return Err(format!(
-                    "join key {} holds an object; a key must be a value",
-                    key.field.path
-                ));
+                return Err(EventError::ObjectKey {
+                    field: key.field.path.clone(),
+                });
             }
             for v in doc.field(&key.field.path, slot) {
                 let id = match indexed_scalar(v, ty) {
@@ -707,19 +749,19 @@ impl<'r> Correlator<'r> {
     }
 
     /// Counts a hit that could not even be read (its `_source` did not parse) as a bad event.
-    pub fn skip(&mut self, index: &str, id: &str, reason: String) {
+    pub fn skip(&mut self, index: &str, id: &str, reason: EventError) {
         self.stats.hits += 1;
         self.implicit += 1;
         self.record_bad(index, id, reason);
     }
 
-    fn record_bad(&mut self, index: &str, id: &str, reason: String) {
+    fn record_bad(&mut self, index: &str, id: &str, reason: EventError) {
         self.stats.bad_events += 1;
         if self.stats.bad_event_samples.len() < BAD_EVENT_SAMPLES {
             self.stats.bad_event_samples.push(BadEvent {
                 index: index.to_owned(),
                 id: id.to_owned(),
-                reason,
+                reason: reason.to_string(),
             });
         }
     }
@@ -782,7 +824,7 @@ impl<'r> Correlator<'r> {
                         return self.push_event(index, id, &tree, sorted_at_ns);
                     }
                 }
-                self.skip(index, id, format!("_source cannot be read: {e}"));
+                self.skip(index, id, SourceError::Unparsable(e).into());
                 Ok(())
             }
         }
@@ -844,14 +886,14 @@ impl<'r> Correlator<'r> {
         doc: &D,
         implicit: u64,
         sorted_at_ns: Option<i64>,
-    ) -> Result<Option<Ordinal>, String> {
+    ) -> Result<Option<Ordinal>, EventError> {
         if !doc.is_object() {
-            return Err("_source is not a JSON object".into());
+            return Err(EventError::NotAnObject);
         }
         let rule = self.rule;
         let keys = &mut self.keys;
         keys.clear();
-        let eval = |f: &CompiledFilter| f.try_matches(doc).map_err(|e| e.to_string());
+        let eval = |f: &CompiledFilter| f.try_matches(doc);
         match (&rule.shape, &mut self.state) {
             (Shape::Event(f), _) => {
                 if !eval(&f.filter)? {
@@ -895,7 +937,7 @@ impl<'r> Correlator<'r> {
                     field: rule.timestamp_field.clone(),
                     count,
                 }
-                .to_string());
+                .into());
             }
         }
         let ts = match sorted_at_ns {
@@ -1085,7 +1127,7 @@ mod tests {
                         source,
                     })
                     .expect("ordered"),
-                Err(e) => tree.skip(&index, id, format!("_source cannot be read: {e}")),
+                Err(e) => tree.skip(&index, id, SourceError::Unparsable(e).into()),
             }
         }
         let (flat, tree) = (flat.finish(), tree.finish());

@@ -191,6 +191,19 @@ pub fn has_object_value(source: &Value, path: &str) -> bool {
     walk(source, path, 0)
 }
 
+/// Why a hit's `_source` cannot be read at all. The hit is one skipped event, never a failed
+/// page; the message is the reason run documents keep for it.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The hit came without `_source` (disabled on the index, say).
+    #[error("the hit has no _source")]
+    Missing,
+    /// The text is not JSON serde_json reads (nested beyond its depth limit, say), even with
+    /// lone surrogate escapes replaced. Carries serde_json's words, with line and column.
+    #[error("_source cannot be read: {0}")]
+    Unparsable(#[source] serde_json::Error),
+}
+
 /// Why a timestamp could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimestampError {

@@ -52,7 +52,7 @@ pub enum OneQueryReason {
         /// The field path.
         field: String,
         /// Its type(s) across the matched indices, or `unmapped`.
-        found: String,
+        found: KeyTypeError,
     },
     /// A stage-1 key string is longer than [`MAX_KEY_STRING`].
     LongKey {
@@ -115,6 +115,21 @@ pub enum KeyKind {
     Ip,
 }
 
+/// Why a later stage's key field cannot be restricted: its mapping, as `_field_caps` gave it.
+/// Displays the type(s) found, or `unmapped`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTypeError {
+    /// No matched index maps the field.
+    #[error("unmapped")]
+    Unmapped,
+    /// One mapping type everywhere, but none of [`KeyKind`]'s.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Different mapping types in different indices.
+    #[error("{}", .0.join(" and "))]
+    Conflicting(Vec<String>),
+}
+
 impl KeyKind {
     /// The kind of a field mapped with exactly `mapping_type` in every matched index (one
     /// `_field_caps` entry), or `None` for any other type.
@@ -124,6 +139,17 @@ impl KeyKind {
             "long" | "integer" | "short" | "byte" => Some(KeyKind::Integer),
             "ip" => Some(KeyKind::Ip),
             _ => None,
+        }
+    }
+
+    /// The kind of a field whose matched indices map it as `mapping_types` (its `_field_caps`
+    /// entries; none when it is unmapped): one type everywhere, and a kind of [`KeyKind`].
+    pub fn from_mapping_types(mapping_types: &[String]) -> Result<KeyKind, KeyTypeError> {
+        match mapping_types {
+            [] => Err(KeyTypeError::Unmapped),
+            [one] => KeyKind::from_mapping_type(one)
+                .ok_or_else(|| KeyTypeError::Unsupported(one.clone())),
+            many => Err(KeyTypeError::Conflicting(many.to_vec())),
         }
     }
 
@@ -214,11 +240,11 @@ impl StageOneKeys {
 
     /// The restriction of every later stage (index 1.. of `key_fields`), given the kind of
     /// each later stage's key fields (`kind_of(path)`; `Err(found)` names an unsupported
-    /// type). `key_fields[0]` names stage 1's fields, for messages.
+    /// mapping). `key_fields[0]` names stage 1's fields, for messages.
     pub fn restrictions(
         &self,
         key_fields: &[Vec<String>],
-        kind_of: impl Fn(&str) -> Result<KeyKind, String>,
+        kind_of: impl Fn(&str) -> Result<KeyKind, KeyTypeError>,
     ) -> Result<Vec<StageRestriction>, OneQueryReason> {
         let stage_one = key_fields.first().map(Vec::as_slice).unwrap_or(&[]);
         for (position, set) in self.values.iter().enumerate() {
@@ -352,7 +378,7 @@ mod tests {
         KeyValue::str(v)
     }
 
-    fn keyword(_: &str) -> Result<KeyKind, String> {
+    fn keyword(_: &str) -> Result<KeyKind, KeyTypeError> {
         Ok(KeyKind::Keyword)
     }
 
@@ -474,7 +500,7 @@ mod tests {
         let err = keys
             .restrictions(&fields(), |f| {
                 if f == "host.id" {
-                    Err("text".into())
+                    Err(KeyTypeError::Unsupported("text".into()))
                 } else {
                     Ok(KeyKind::Keyword)
                 }

@@ -3,8 +3,8 @@
 //! rule loader, the evaluator on arbitrary JSON, the correlator on arbitrary hit streams and
 //! the alert builder. Pure: no I/O.
 //!
-//! Each target returns `Err` naming the broken invariant instead of panicking, so library code
-//! keeps its no-panic rule; the harnesses turn an `Err` into a crash. A panic inside the code
+//! Each target returns a [`BrokenInvariant`] instead of panicking, so library code keeps its
+//! no-panic rule; the harnesses turn an `Err` into a crash. A panic inside the code
 //! under test is, of course, a finding too.
 
 use std::collections::HashSet;
@@ -15,14 +15,182 @@ use serde_json::{json, Map, Number, Value};
 
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
 use crate::correlate::MatchError;
-use crate::engine::{sort_for_replay, CompiledRule, EngineOptions, Hit, BAD_EVENT_SAMPLES};
+use crate::engine::{
+    sort_for_replay, CompiledRule, CorrelateError, CorrelationStats, EngineOptions, Hit,
+    BAD_EVENT_SAMPLES,
+};
+use crate::eql::ast::Span;
 use crate::eql::eval::{CompiledFilter, EvalOptions};
+use crate::eql::functions::EvalError;
 use crate::eql::{self, ast, pushdown, SourceOrigin};
 use crate::event::{event_timestamp, field_values};
 use crate::rule::Rule;
 
 /// A fuzz target: bytes in, `Err(broken invariant)` out.
-pub type Target = fn(&[u8]) -> Result<(), String>;
+pub type Target = fn(&[u8]) -> Result<(), BrokenInvariant>;
+
+/// What a fuzz target found wrong: the invariant, and the values that break it.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokenInvariant {
+    /// [`eql_parse`]: a parse error's span does not lie inside the query.
+    #[error("error span {span:?} outside the {len}-byte query")]
+    SpanOutsideQuery {
+        /// The error's span.
+        span: Span,
+        /// The query's length in bytes.
+        len: usize,
+    },
+    /// [`eql_parse`]: a rule error does not start with `file:line:column`.
+    #[error("rule error does not name file:line:column: {message}")]
+    RuleErrorWithoutPlace {
+        /// The rendered error.
+        message: String,
+    },
+    /// [`eval_json`]: `matches` and `try_matches` disagree.
+    #[error("filter {filter}: matches() = {plain} but try_matches() = {tried:?}")]
+    MatchesDisagree {
+        /// The filter's index in the fixed list.
+        filter: usize,
+        /// What `matches` said.
+        plain: bool,
+        /// What `try_matches` said.
+        tried: Result<bool, EvalError>,
+    },
+    /// [`eval_json`]: `is_missing` disagrees with the count of a field's values.
+    #[error("field_values({path:?}).is_missing() disagrees")]
+    MissingDisagrees {
+        /// The field path.
+        path: &'static str,
+    },
+    /// [`eval_json`]: the correlator refused a single hit.
+    #[error("one hit out of order: {0}")]
+    OneHitRefused(#[source] CorrelateError),
+    /// [`eval_json`]: one hit was not counted once (as a candidate or a bad event, or neither).
+    #[error("one hit, stats {stats:?}")]
+    OneHitMiscounted {
+        /// The correlator's counters.
+        stats: CorrelationStats,
+    },
+    /// [`correlate_stream`]: the correlator refused hits sorted for replay.
+    #[error("rule {rule:?}: sorted hits refused: {error}")]
+    SortedHitsRefused {
+        /// The rule's name.
+        rule: String,
+        /// The refusal.
+        #[source]
+        error: CorrelateError,
+    },
+    /// [`correlate_stream`]: the hit count differs from the hits pushed.
+    #[error("{pushed} hits pushed, {counted} counted")]
+    HitsMiscounted {
+        /// Hits pushed.
+        pushed: usize,
+        /// Hits counted.
+        counted: u64,
+    },
+    /// [`correlate_stream`]: the counters contradict one another (or the sample bound).
+    #[error("inconsistent stats {stats:?}")]
+    InconsistentStats {
+        /// The correlator's counters.
+        stats: CorrelationStats,
+    },
+    /// [`correlate_stream`]: more detections than the cap.
+    #[error("{detections} detections over the cap {cap}")]
+    OverCap {
+        /// Detections returned.
+        detections: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// [`correlate_stream`]: a detection's event count differs from the stage count.
+    #[error("detection with {events} events for {stages} stages")]
+    WrongEventCount {
+        /// Events of the detection.
+        events: usize,
+        /// Stages of the rule.
+        stages: usize,
+    },
+    /// [`correlate_stream`]: a detection's events are not in time order.
+    #[error("detection events out of time order: {times:?}")]
+    OutOfTimeOrder {
+        /// The events' times, epoch nanoseconds.
+        times: Vec<i64>,
+    },
+    /// [`correlate_stream`]: a detection spans more than maxspan.
+    #[error("detection spans {span_ms} ms, maxspan {maxspan_ms} ms")]
+    OverMaxspan {
+        /// The detection's span.
+        span_ms: i64,
+        /// The rule's maxspan.
+        maxspan_ms: u64,
+    },
+    /// [`alert_build`]: not one shell plus one building block per event.
+    #[error("{events} events gave {alerts} alerts")]
+    AlertCount {
+        /// Events of the sequence.
+        events: usize,
+        /// Alerts built.
+        alerts: usize,
+    },
+    /// [`alert_build`]: an alert's id is not the documented hash.
+    #[error("alert {alert} has id {id}, expected {expected}")]
+    WrongId {
+        /// The alert's position (0 is the shell).
+        alert: usize,
+        /// Its id.
+        id: String,
+        /// The documented hash.
+        expected: String,
+    },
+    /// [`alert_build`]: an alert id is not 64 hex digits.
+    #[error("alert id {id:?} is not 64 hex digits")]
+    MalformedId {
+        /// The id.
+        id: String,
+    },
+    /// [`alert_build`]: two alerts of one sequence share an id.
+    #[error("alert id {id} appears twice")]
+    DuplicateId {
+        /// The id.
+        id: String,
+    },
+    /// [`alert_build`]: `kibana.alert.uuid` is not the alert's id.
+    #[error("alert {alert}: kibana.alert.uuid differs from its id")]
+    UuidDiffers {
+        /// The alert's position.
+        alert: usize,
+    },
+    /// [`alert_build`]: the shell is flagged a building block, or a building block is not.
+    #[error("alert {alert}: building-block flag is wrong")]
+    BuildingBlockFlag {
+        /// The alert's position.
+        alert: usize,
+    },
+    /// [`alert_build`]: an alert cannot be written as JSON.
+    #[error("alert {alert} cannot be serialized: {error}")]
+    NotSerializable {
+        /// The alert's position.
+        alert: usize,
+        /// serde_json's words.
+        #[source]
+        error: serde_json::Error,
+    },
+    /// [`alert_build`]: an alert's JSON text does not read back.
+    #[error("alert {alert} does not round-trip through JSON: {error}")]
+    RoundTripUnreadable {
+        /// The alert's position.
+        alert: usize,
+        /// serde_json's words.
+        #[source]
+        error: serde_json::Error,
+    },
+    /// [`alert_build`]: an alert reads back different.
+    #[error("alert {alert} changes in a JSON round trip")]
+    RoundTripChanged {
+        /// The alert's position.
+        alert: usize,
+    },
+}
 
 /// Every target by the name its `fuzz/fuzz_targets/<name>.rs` binary and its
 /// `fuzz/regressions/<name>/` directory carry.
@@ -229,7 +397,7 @@ fn names_place(message: &str, origin: &str) -> bool {
 /// EQL text (or, when it looks like one, a whole rule TOML file) → parse → compile → push
 /// down. Invariants: error spans lie inside the text and render; every rule error names
 /// `file:line:column`; a rule that loads compiles in the engine and yields a fetch query.
-pub fn eql_parse(data: &[u8]) -> Result<(), String> {
+pub fn eql_parse(data: &[u8]) -> Result<(), BrokenInvariant> {
     let text = String::from_utf8_lossy(data);
     if text.contains("[rule]") {
         return load_rule(&text);
@@ -237,11 +405,10 @@ pub fn eql_parse(data: &[u8]) -> Result<(), String> {
     match eql::parse(&text) {
         Err(err) => {
             if err.span.start > err.span.end || err.span.end > text.len() {
-                return Err(format!(
-                    "error span {:?} outside the {}-byte query",
-                    err.span,
-                    text.len()
-                ));
+                return Err(BrokenInvariant::SpanOutsideQuery {
+                    span: err.span,
+                    len: text.len(),
+                });
             }
             let _ = err.render(&text, &SourceOrigin::default());
         }
@@ -254,15 +421,13 @@ pub fn eql_parse(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn load_rule(text: &str) -> Result<(), String> {
+fn load_rule(text: &str) -> Result<(), BrokenInvariant> {
     const ORIGIN: &str = "fuzz.toml";
     match Rule::from_toml_str(text, ORIGIN) {
         Err(err) => {
             let message = err.to_string();
             if !names_place(&message, ORIGIN) {
-                return Err(format!(
-                    "rule error does not name file:line:column: {message}"
-                ));
+                return Err(BrokenInvariant::RuleErrorWithoutPlace { message });
             }
             Ok(())
         }
@@ -279,7 +444,7 @@ fn load_rule(text: &str) -> Result<(), String> {
     }
 }
 
-fn compile_everywhere(query: &ast::Query) -> Result<(), String> {
+fn compile_everywhere(query: &ast::Query) -> Result<(), BrokenInvariant> {
     let filters: Vec<&ast::EventFilter> = match query {
         ast::Query::Event(f) => vec![f],
         ast::Query::Sequence(s) => s
@@ -381,15 +546,17 @@ pub fn eval_condition_count() -> usize {
 /// Every evaluator filter over an arbitrary document. Invariants: `matches` agrees with
 /// `try_matches`; field access and timestamp parsing return; the built-in rule's correlator
 /// takes the document as a hit.
-pub fn eval_json(data: &[u8]) -> Result<(), String> {
+pub fn eval_json(data: &[u8]) -> Result<(), BrokenInvariant> {
     let doc = document_from_bytes(data);
     for (i, filter) in eval_filters().iter().enumerate() {
         let tried = filter.try_matches(&doc);
         let plain = filter.matches(&doc);
         if plain != tried.as_ref().is_ok_and(|b| *b) {
-            return Err(format!(
-                "filter {i}: matches() = {plain} but try_matches() = {tried:?}"
-            ));
+            return Err(BrokenInvariant::MatchesDisagree {
+                filter: i,
+                plain,
+                tried,
+            });
         }
     }
     let _ = event_timestamp(&doc, "@timestamp");
@@ -397,7 +564,7 @@ pub fn eval_json(data: &[u8]) -> Result<(), String> {
         let values = field_values(&doc, path);
         let missing = values.is_missing();
         if missing != (values.count() == 0) {
-            return Err(format!("field_values({path:?}).is_missing() disagrees"));
+            return Err(BrokenInvariant::MissingDisagrees { path });
         }
     }
     if let Some((_, rule)) = fuzz_rules().first() {
@@ -407,11 +574,10 @@ pub fn eval_json(data: &[u8]) -> Result<(), String> {
             id: Arc::from("1"),
             source: doc,
         };
-        c.push(&hit)
-            .map_err(|e| format!("one hit out of order: {e}"))?;
+        c.push(&hit).map_err(BrokenInvariant::OneHitRefused)?;
         let stats = c.finish().stats;
         if stats.hits != 1 || stats.bad_events + stats.candidates > 1 {
-            return Err(format!("one hit, stats {stats:?}"));
+            return Err(BrokenInvariant::OneHitMiscounted { stats });
         }
     }
     Ok(())
@@ -517,7 +683,7 @@ fn process_event(src: &mut ByteSource<'_>, ts_ms: i64) -> Value {
 /// Invariants: sorted hits never arrive out of order; every hit is counted once; detections
 /// respect the cap, the stage count, event order and `maxspan`; the bad-event sample list is
 /// bounded and never exceeds the count.
-pub fn correlate_stream(data: &[u8]) -> Result<(), String> {
+pub fn correlate_stream(data: &[u8]) -> Result<(), BrokenInvariant> {
     let mut src = ByteSource::new(data);
     let cap = 1 + src.below(6);
     let mut ts = 1_795_000_000_000i64;
@@ -547,25 +713,33 @@ pub fn correlate_stream(data: &[u8]) -> Result<(), String> {
                 Err(e) if matches!(e.match_error(), MatchError::MixedTieBreakerTypes { .. }) => {
                     continue 'rules
                 }
-                Err(e) => return Err(format!("rule {:?}: sorted hits refused: {e}", rule.name)),
+                Err(error) => {
+                    return Err(BrokenInvariant::SortedHitsRefused {
+                        rule: rule.name.clone(),
+                        error,
+                    })
+                }
             }
         }
         let found = c.finish();
         let s = &found.stats;
         if s.hits != hits.len() as u64 {
-            return Err(format!("{} hits pushed, {} counted", hits.len(), s.hits));
+            return Err(BrokenInvariant::HitsMiscounted {
+                pushed: hits.len(),
+                counted: s.hits,
+            });
         }
         if s.bad_event_samples.len() > BAD_EVENT_SAMPLES
             || s.bad_event_samples.len() as u64 > s.bad_events
             || s.candidates + s.bad_events > s.hits
         {
-            return Err(format!("inconsistent stats {s:?}"));
+            return Err(BrokenInvariant::InconsistentStats { stats: s.clone() });
         }
         if found.detections.len() > cap {
-            return Err(format!(
-                "{} detections over the cap {cap}",
-                found.detections.len()
-            ));
+            return Err(BrokenInvariant::OverCap {
+                detections: found.detections.len(),
+                cap,
+            });
         }
         let ast::Query::Sequence(seq) = &rule.query else {
             continue;
@@ -573,23 +747,23 @@ pub fn correlate_stream(data: &[u8]) -> Result<(), String> {
         let stages = seq.stages.len();
         for d in &found.detections {
             if d.events.len() != stages {
-                return Err(format!(
-                    "detection with {} events for {stages} stages",
-                    d.events.len()
-                ));
+                return Err(BrokenInvariant::WrongEventCount {
+                    events: d.events.len(),
+                    stages,
+                });
             }
             let times: Vec<i64> = d.present_events().map(|e| e.timestamp_ns).collect();
             if times.windows(2).any(|w| w[0] > w[1]) {
-                return Err(format!("detection events out of time order: {times:?}"));
+                return Err(BrokenInvariant::OutOfTimeOrder { times });
             }
             if let (Some(max), Some(first), Some(last)) =
                 (seq.maxspan_ms, times.first(), times.last())
             {
                 if (last - first) / 1_000_000 > max as i64 {
-                    return Err(format!(
-                        "detection spans {} ms, maxspan {max} ms",
-                        (last - first) / 1_000_000
-                    ));
+                    return Err(BrokenInvariant::OverMaxspan {
+                        span_ms: (last - first) / 1_000_000,
+                        maxspan_ms: max,
+                    });
                 }
             }
         }
@@ -628,7 +802,7 @@ fn alert_rule_info() -> RuleInfo {
 /// nothing, or one shell plus one building block per event; ids are the documented hashes,
 /// 64 hex digits, unique, equal to `kibana.alert.uuid`; every document survives a JSON round
 /// trip.
-pub fn alert_build(data: &[u8]) -> Result<(), String> {
+pub fn alert_build(data: &[u8]) -> Result<(), BrokenInvariant> {
     let mut src = ByteSource::new(data);
     let n = src.below(5);
     let mut owned = Vec::with_capacity(n);
@@ -656,36 +830,40 @@ pub fn alert_build(data: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     if docs.len() != events.len() + 1 {
-        return Err(format!(
-            "{} events gave {} alerts",
-            events.len(),
-            docs.len()
-        ));
+        return Err(BrokenInvariant::AlertCount {
+            events: events.len(),
+            alerts: docs.len(),
+        });
     }
     let mut expected = vec![alert::shell_id(&rule.uuid, &events)];
     expected.extend(alert::building_block_ids(&rule.uuid, &events));
     let mut seen = HashSet::new();
     for (i, (doc, want)) in docs.iter().zip(&expected).enumerate() {
         if &doc.id != want {
-            return Err(format!("alert {i} has id {}, expected {want}", doc.id));
+            return Err(BrokenInvariant::WrongId {
+                alert: i,
+                id: doc.id.clone(),
+                expected: want.clone(),
+            });
         }
         if doc.id.len() != 64 || !doc.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("alert id {:?} is not 64 hex digits", doc.id));
+            return Err(BrokenInvariant::MalformedId { id: doc.id.clone() });
         }
         if !seen.insert(doc.id.clone()) {
-            return Err(format!("alert id {} appears twice", doc.id));
+            return Err(BrokenInvariant::DuplicateId { id: doc.id.clone() });
         }
         if doc.source.get("kibana.alert.uuid") != Some(&json!(doc.id)) {
-            return Err(format!("alert {i}: kibana.alert.uuid differs from its id"));
+            return Err(BrokenInvariant::UuidDiffers { alert: i });
         }
         if doc.is_building_block() != (i > 0) {
-            return Err(format!("alert {i}: building-block flag is wrong"));
+            return Err(BrokenInvariant::BuildingBlockFlag { alert: i });
         }
-        let text = serde_json::to_string(&doc.source).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&doc.source)
+            .map_err(|error| BrokenInvariant::NotSerializable { alert: i, error })?;
         let back: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("alert {i} does not round-trip through JSON: {e}"))?;
+            .map_err(|error| BrokenInvariant::RoundTripUnreadable { alert: i, error })?;
         if back != doc.source {
-            return Err(format!("alert {i} changes in a JSON round trip"));
+            return Err(BrokenInvariant::RoundTripChanged { alert: i });
         }
     }
     Ok(())

@@ -53,13 +53,13 @@ pub fn read_hits(reader: impl BufRead, origin: &str) -> std::io::Result<ReadHits
         }
         match hit_from_tree(&line) {
             Ok(hit) => out.hits.push(hit),
-            Err((column, message)) => note_bad_line(
+            Err(e) => note_bad_line(
                 &mut out.bad_lines,
                 &mut out.bad_line_count,
                 origin,
                 n,
-                column,
-                message,
+                e.column(),
+                e.to_string(),
             ),
         }
     }
@@ -85,14 +85,40 @@ fn note_bad_line(
     }
 }
 
-/// One line parsed whole into a tree: the hit's index, id and `_source`, or the column and
-/// words of what makes it no hit. The reference for [`scan_hits`], which takes this path for
-/// every line its text path does not decide.
-fn hit_from_tree(line: &str) -> Result<Hit, (usize, String)> {
-    let value: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
-        Err(e) => return Err((e.column().max(1), format!("invalid JSON: {e}"))),
-    };
+/// Why a line is no hit; its message is the [`BadLine`]'s.
+#[derive(Debug, thiserror::Error)]
+enum NotAHit {
+    /// The line is not JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// `_index` or `_id` is missing or not a string.
+    #[error("not a hit: needs string fields _index and _id")]
+    NoIndexOrId,
+    /// `_source` is missing or not an object.
+    #[error("hit {index}/{id} has no _source object")]
+    NoSource {
+        /// The hit's index.
+        index: Arc<str>,
+        /// The hit's id.
+        id: Arc<str>,
+    },
+}
+
+impl NotAHit {
+    /// The 1-based column of the problem: the JSON syntax error's, else 1 (the line's shape).
+    fn column(&self) -> usize {
+        match self {
+            NotAHit::InvalidJson(e) => e.column().max(1),
+            NotAHit::NoIndexOrId | NotAHit::NoSource { .. } => 1,
+        }
+    }
+}
+
+/// One line parsed whole into a tree: the hit's index, id and `_source`, or what makes it no
+/// hit. The reference for [`scan_hits`], which takes this path for every line its text path
+/// does not decide.
+fn hit_from_tree(line: &str) -> Result<Hit, NotAHit> {
+    let value: Value = serde_json::from_str(line).map_err(NotAHit::InvalidJson)?;
     let field = |name: &str| {
         value
             .get(name)
@@ -100,10 +126,10 @@ fn hit_from_tree(line: &str) -> Result<Hit, (usize, String)> {
             .map(Arc::<str>::from)
     };
     let (Some(index), Some(id)) = (field("_index"), field("_id")) else {
-        return Err((1, "not a hit: needs string fields _index and _id".into()));
+        return Err(NotAHit::NoIndexOrId);
     };
     let Some(source) = value.get("_source").filter(|s| s.is_object()).cloned() else {
-        return Err((1, format!("hit {index}/{id} has no _source object")));
+        return Err(NotAHit::NoSource { index, id });
     };
     Ok(Hit { index, id, source })
 }
@@ -181,13 +207,13 @@ pub fn scan_hits<'t>(text: &'t str, origin: &str, rule: &CompiledRule) -> Scanne
                     order,
                 });
             }
-            Err((column, message)) => note_bad_line(
+            Err(e) => note_bad_line(
                 &mut out.bad_lines,
                 &mut out.bad_line_count,
                 origin,
                 n,
-                column,
-                message,
+                e.column(),
+                e.to_string(),
             ),
         }
     }

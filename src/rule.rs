@@ -402,13 +402,13 @@ impl Rule {
         };
 
         let lookback = parse_from(raw.from.get_ref())
-            .map_err(|message| field_error("from", raw.from.span(), message))?;
+            .map_err(|e| field_error("from", raw.from.span(), e.to_string()))?;
         let (interval_text, interval) = match &raw.interval {
             None => (DEFAULT_INTERVAL.to_string(), Duration::from_secs(300)),
             Some(interval) => (
                 interval.get_ref().clone(),
                 parse_interval(interval.get_ref())
-                    .map_err(|message| field_error("interval", interval.span(), message))?,
+                    .map_err(|e| field_error("interval", interval.span(), e.to_string()))?,
             ),
         };
         let max_signals = match &raw.max_signals {
@@ -563,48 +563,120 @@ fn query_error(text: &str, origin: &str, query: &Spanned<String>, error: ParseEr
     RuleError::Query { rendered, error }
 }
 
+/// Why a rule's `from` (`now-9m`) or `interval` (`5m`) is not a duration we can use. Shown
+/// after `file:line:column: [rule].<field>: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// `from` is not of the form `now-<N><unit>`.
+    #[error("expected date math of the form now-<number><unit> (e.g. now-9m), found \"{text}\"")]
+    NotDateMath {
+        /// The text as written.
+        text: String,
+    },
+    /// The amount of a `from` cannot be used.
+    #[error("{problem} in \"{text}\"")]
+    Lookback {
+        /// The whole `from`, as written.
+        text: String,
+        /// What is wrong with its amount.
+        problem: AmountProblem,
+    },
+    /// An `interval` cannot be used.
+    #[error("{problem} in \"{text}\" (expected e.g. 5m)")]
+    Interval {
+        /// The interval, as written.
+        text: String,
+        /// What is wrong with it.
+        problem: AmountProblem,
+    },
+}
+
+/// What is wrong with the `<N><unit>` of a [`DurationError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountProblem {
+    /// No digits before the unit.
+    #[error("missing number")]
+    MissingNumber,
+    /// More digits than a `u64` holds.
+    #[error("number {digits} is too large")]
+    NumberTooLarge {
+        /// The digits as written.
+        digits: String,
+    },
+    /// Zero.
+    #[error("the duration must be positive")]
+    NotPositive,
+    /// Digits alone.
+    #[error("missing unit (s, m, h or d)")]
+    MissingUnit,
+    /// A unit other than `s`, `m`, `h` or `d`.
+    #[error("unknown unit \"{unit}\" (use s, m, h or d)")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+    },
+    /// More seconds than a `u64` holds.
+    #[error("duration {amount} is too large")]
+    TooLarge {
+        /// The amount as written.
+        amount: String,
+    },
+}
+
 /// `now-<N><unit>` (Kibana date math, as rules write `from`) → the look-back duration.
-pub fn parse_from(text: &str) -> Result<Duration, String> {
+pub fn parse_from(text: &str) -> Result<Duration, DurationError> {
     let Some(amount) = text.strip_prefix("now-") else {
-        return Err(format!(
-            "expected date math of the form now-<number><unit> (e.g. now-9m), found \"{text}\""
-        ));
+        return Err(DurationError::NotDateMath {
+            text: text.to_owned(),
+        });
     };
-    parse_amount(amount).map_err(|why| format!("{why} in \"{text}\""))
+    parse_amount(amount).map_err(|problem| DurationError::Lookback {
+        text: text.to_owned(),
+        problem,
+    })
 }
 
 /// `<N><unit>` (Kibana interval, e.g. `5m`) → duration.
-pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    parse_amount(text).map_err(|why| format!("{why} in \"{text}\" (expected e.g. 5m)"))
+pub fn parse_interval(text: &str) -> Result<Duration, DurationError> {
+    parse_amount(text).map_err(|problem| DurationError::Interval {
+        text: text.to_owned(),
+        problem,
+    })
 }
 
 /// `<N><unit>` with unit `s`, `m`, `h` or `d` and N a positive integer.
-fn parse_amount(text: &str) -> Result<Duration, String> {
+fn parse_amount(text: &str) -> Result<Duration, AmountProblem> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(digits_end);
     if digits.is_empty() {
-        return Err("missing number".to_string());
+        return Err(AmountProblem::MissingNumber);
     }
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("number {digits} is too large"))?;
+    let value: u64 = digits.parse().map_err(|_| AmountProblem::NumberTooLarge {
+        digits: digits.to_owned(),
+    })?;
     if value == 0 {
-        return Err("the duration must be positive".to_string());
+        return Err(AmountProblem::NotPositive);
     }
     let seconds_per_unit: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
-        "" => return Err("missing unit (s, m, h or d)".to_string()),
-        other => return Err(format!("unknown unit \"{other}\" (use s, m, h or d)")),
+        "" => return Err(AmountProblem::MissingUnit),
+        other => {
+            return Err(AmountProblem::UnknownUnit {
+                unit: other.to_owned(),
+            })
+        }
     };
     value
         .checked_mul(seconds_per_unit)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("duration {text} is too large"))
+        .ok_or_else(|| AmountProblem::TooLarge {
+            amount: text.to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -616,20 +688,31 @@ mod tests {
         assert_eq!(parse_from("now-9m"), Ok(Duration::from_secs(540)));
         assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_interval("2h"), Ok(Duration::from_secs(7200)));
+        let message = |r: Result<Duration, DurationError>| r.unwrap_err().to_string();
         assert_eq!(
-            parse_from("now+9m"),
-            Err(
-                "expected date math of the form now-<number><unit> (e.g. now-9m), found \"now+9m\""
-                    .to_string()
-            )
+            message(parse_from("now+9m")),
+            "expected date math of the form now-<number><unit> (e.g. now-9m), found \"now+9m\""
         );
         assert_eq!(
-            parse_interval("5x"),
-            Err("unknown unit \"x\" (use s, m, h or d) in \"5x\" (expected e.g. 5m)".to_string())
+            message(parse_interval("5x")),
+            "unknown unit \"x\" (use s, m, h or d) in \"5x\" (expected e.g. 5m)"
         );
         assert_eq!(
-            parse_from("now-0s"),
-            Err("the duration must be positive in \"now-0s\"".to_string())
+            message(parse_from("now-0s")),
+            "the duration must be positive in \"now-0s\""
+        );
+        assert_eq!(
+            parse_interval("99999999999999999999s"),
+            Err(DurationError::Interval {
+                text: "99999999999999999999s".into(),
+                problem: AmountProblem::NumberTooLarge {
+                    digits: "99999999999999999999".into()
+                }
+            })
+        );
+        assert_eq!(
+            message(parse_from("now-999999999999999999d")),
+            "duration 999999999999999999d is too large in \"now-999999999999999999d\""
         );
     }
 }

@@ -574,7 +574,7 @@ async fn http_get(port: u16, path: &str) -> (u16, String) {
 /// A daemon serving in the background until told to stop.
 struct Daemon {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), seqwatch::daemon::DaemonError>>,
 }
 
 impl Daemon {

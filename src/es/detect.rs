@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{check_name, judge, EsClient, EsError};
 use crate::eql::value::{FieldType, FieldTypes};
 use crate::event::scan::{first_sort_value, scan_search_page, HitDecode, HitParts, TextPart};
-use crate::event::{FieldPlan, StoredSpan};
+use crate::event::{FieldPlan, SourceError, StoredSpan};
 
 /// One hit of a page.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,8 @@ pub struct RawHit {
     pub id: String,
     /// `_source` (filtered to the requested fields).
     pub source: Value,
-    /// Why `_source` could not be read, if it could not (then `source` is null).
+    /// Why `_source` could not be read (a [`SourceError`]'s message), if it could not (then
+    /// `source` is null).
     pub source_error: Option<String>,
     /// The sort values, for `search_after`.
     pub sort: Value,
@@ -144,8 +145,9 @@ fn text_part(body: &str, part: Cow<'_, str>) -> TextPart {
 ///
 /// The scanner only delimits each `_source`, where the serde parse checked its JSON as well;
 /// the correlator's decode checks it. So a `_source` that is not JSON (which Elasticsearch does
-/// not send) counts as one bad event instead of failing the page.
-fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, String> {
+/// not send) counts as one bad event instead of failing the page. An answer that does not read
+/// is refused with serde's words.
+fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, serde_json::Error> {
     let mut decoded = Vec::new();
     let decode = plan.map(|plan| HitDecode {
         plan,
@@ -184,9 +186,8 @@ struct ReadPage {
 }
 
 /// [`read_page`] by serde alone: the reference the scanner is held to.
-fn read_page_serde(text: &str) -> Result<ReadPage, String> {
-    let answer: PageAnswer<'_> = serde_json::from_str(text)
-        .map_err(|err| format!("the search answer is not the expected JSON: {err}"))?;
+fn read_page_serde(text: &str) -> Result<ReadPage, serde_json::Error> {
+    let answer: PageAnswer<'_> = serde_json::from_str(text)?;
     let hits = answer
         .hits
         .hits
@@ -228,7 +229,8 @@ pub enum IdLookup {
 pub enum FetchedSource {
     /// The full `_source`.
     Found(Value),
-    /// The document exists but its `_source` cannot be parsed; why.
+    /// The document exists but its `_source` cannot be parsed; why (a [`SourceError`]'s
+    /// message).
     Unreadable(String),
     /// The document (or its index) is gone.
     Gone,
@@ -252,7 +254,7 @@ struct MgetDoc {
 /// (`"\ud800"`) that serde_json refuses; Lucene indexes it as U+FFFD (its UTF-16 to UTF-8
 /// conversion replaces unpaired surrogates), so the text is read with U+FFFD in its place:
 /// the value a keyword query and ES EQL's doc-value keys see.
-pub fn parse_source(raw: &str) -> Result<Value, String> {
+pub fn parse_source(raw: &str) -> Result<Value, SourceError> {
     match serde_json::from_str::<Value>(raw) {
         Ok(v) => Ok(v),
         Err(first) => {
@@ -262,7 +264,7 @@ pub fn parse_source(raw: &str) -> Result<Value, String> {
                     return Ok(v);
                 }
             }
-            Err(format!("_source cannot be read: {first}"))
+            Err(SourceError::Unparsable(first))
         }
     }
 }
@@ -350,9 +352,9 @@ impl PitPager {
             shards,
             hits,
             values,
-        } = read_page(&text, plan).map_err(|reason| EsError::Response {
+        } = read_page(&text, plan).map_err(|err| EsError::Response {
             operation: PIT_SEARCH.into(),
-            reason,
+            reason: format!("the search answer is not the expected JSON: {err}"),
         })?;
         if let Some(id) = &pit_id {
             self.pit_id.clone_from(id);
@@ -488,8 +490,8 @@ impl EsClient {
                     // (nested beyond the JSON parser's depth limit, say) is one skipped event.
                     let (source, source_error) = match h.source.map(parse_source) {
                         Some(Ok(v)) => (v, None),
-                        Some(Err(e)) => (Value::Null, Some(e)),
-                        None => (Value::Null, Some(NO_SOURCE.to_owned())),
+                        Some(Err(e)) => (Value::Null, Some(e.to_string())),
+                        None => (Value::Null, Some(SourceError::Missing.to_string())),
                     };
                     RawHit {
                         index: h.index.to_owned(),
@@ -786,7 +788,7 @@ impl EsClient {
             .map(|d| match (d.found, d.source) {
                 (true, Some(raw)) => match parse_source(raw.get()) {
                     Ok(v) => FetchedSource::Found(v),
-                    Err(e) => FetchedSource::Unreadable(e),
+                    Err(e) => FetchedSource::Unreadable(e.to_string()),
                 },
                 _ => FetchedSource::Gone,
             })
@@ -912,15 +914,6 @@ impl EsClient {
     }
 }
 
-/// The reason given for a hit whose `_source` text does not parse.
-pub fn unreadable_source(err: &serde_json::Error) -> String {
-    // The engine's `Correlator::push_source` words it the same way.
-    format!("_source cannot be read: {err}")
-}
-
-/// The reason given for a hit without `_source`.
-pub const NO_SOURCE: &str = "the hit has no _source";
-
 /// Maps a `_field_caps` type to the evaluator's.
 fn field_type(t: &str) -> Option<FieldType> {
     Some(match t {
@@ -941,13 +934,13 @@ mod surrogate_tests {
     #[test]
     fn lone_surrogates_read_as_the_replacement_character() {
         assert_eq!(
-            parse_source(r#"{"a":"x\ud800y","b":"\udc00","c":["\ud800"]}"#),
-            Ok(json!({"a": "x\u{FFFD}y", "b": "\u{FFFD}", "c": ["\u{FFFD}"]}))
+            parse_source(r#"{"a":"x\ud800y","b":"\udc00","c":["\ud800"]}"#).ok(),
+            Some(json!({"a": "x\u{FFFD}y", "b": "\u{FFFD}", "c": ["\u{FFFD}"]}))
         );
         // A valid pair stays one character; an escaped backslash before `u` is no escape.
         assert_eq!(
-            parse_source(r#"{"a":"\ud83d\ude00","b":"\\ud800","c":"\\\ud800"}"#),
-            Ok(json!({"a": "😀", "b": "\\ud800", "c": "\\\u{FFFD}"}))
+            parse_source(r#"{"a":"\ud83d\ude00","b":"\\ud800","c":"\\\ud800"}"#).ok(),
+            Some(json!({"a": "😀", "b": "\\ud800", "c": "\\\u{FFFD}"}))
         );
         // A high surrogate followed by another high surrogate: both are lone.
         assert_eq!(
@@ -959,7 +952,7 @@ mod surrogate_tests {
     #[test]
     fn other_unreadable_sources_keep_serde_json_s_reason() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let err = parse_source(&deep).expect_err("too deep");
+        let err = parse_source(&deep).expect_err("too deep").to_string();
         assert!(
             err.starts_with("_source cannot be read: recursion limit exceeded"),
             "{err}"
@@ -1042,7 +1035,9 @@ mod page_tests {
             assert_eq!(scan_search_page(text, None), None, "{text}");
         }
         // Refused by both, with serde's words.
-        let err = read_page(r#"{"hits":{"hits":[{"_index":"b"}]}}"#, None).expect_err("no _id");
+        let err = read_page(r#"{"hits":{"hits":[{"_index":"b"}]}}"#, None)
+            .expect_err("no _id")
+            .to_string();
         assert!(err.contains("missing field `_id`"), "{err}");
     }
 

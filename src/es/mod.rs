@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 
 pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
 pub use detect::{
-    parse_source, pit_expired, unreadable_source, FetchedSource, FieldCapsAnswer, IdLookup,
-    PageHitRef, PitPager, RawHit, SearchPage, VersionedDoc, WriteOutcome, NO_SOURCE, PIT_SEARCH,
+    parse_source, pit_expired, FetchedSource, FieldCapsAnswer, IdLookup, PageHitRef, PitPager,
+    RawHit, SearchPage, VersionedDoc, WriteOutcome, PIT_SEARCH,
 };
 pub use error::EsError;
 pub use mapping::mapped_field_type;

@@ -212,7 +212,14 @@ impl Shared {
             };
             let error = match &ran.error {
                 // Recorded before it counts as done: a kill after this line loses nothing.
-                None => self.progress.lock().await.finish(&self.ctx, i).await.err(),
+                None => self
+                    .progress
+                    .lock()
+                    .await
+                    .finish(&self.ctx, i)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
                 Some(e) => Some(e.to_string()),
             };
             let mut report = self.report.lock().await;
@@ -230,6 +237,21 @@ impl Shared {
             self.shown.chunk_done(i, window, &ran.doc.counts, &counts);
         }
     }
+}
+
+/// Why a finished chunk could not be recorded in its backfill's progress document. The chunk
+/// then counts as failed: the next backfill of the same range searches it again.
+#[derive(Debug, thiserror::Error)]
+enum ProgressError {
+    /// The document could not be turned into JSON.
+    #[error("recording the chunk's progress: the progress document cannot be serialized: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The state index could not be read or written.
+    #[error("recording the chunk's progress: {0}")]
+    State(#[source] EsError),
+    /// Every guarded write met a newer version (other backfills of the range writing too).
+    #[error("recording the chunk's progress: the progress document kept changing")]
+    KeptChanging,
 }
 
 /// Which chunks of one backfill are finished, and the guard of its state document.
@@ -278,12 +300,12 @@ impl Progress {
 
     /// Records chunk `i` as finished, in one guarded write. Another process backfilling the
     /// same range at once (a conflict) has its finished chunks merged in and the write retried.
-    async fn finish(&mut self, ctx: &RunContext, i: usize) -> Result<(), String> {
+    async fn finish(&mut self, ctx: &RunContext, i: usize) -> Result<(), ProgressError> {
         let index = &ctx.config.state.index;
         for _ in 0..5 {
             self.doc.chunks_done[i] = true;
             self.doc.updated_at = Utc::now();
-            let body = serde_json::to_value(&self.doc).map_err(|e| e.to_string())?;
+            let body = serde_json::to_value(&self.doc).map_err(ProgressError::Serialize)?;
             match ctx
                 .cluster
                 .put_state(index, &self.id, &body, self.guard)
@@ -300,7 +322,7 @@ impl Progress {
                         .cluster
                         .get_state(index, &self.id)
                         .await
-                        .map_err(|e| format!("recording the chunk's progress: {e}"))?;
+                        .map_err(ProgressError::State)?;
                     if let Some(d) = stored {
                         self.guard = Some((d.seq_no, d.primary_term));
                         if let Ok(theirs) = serde_json::from_value::<ProgressDoc>(d.source) {
@@ -312,10 +334,10 @@ impl Progress {
                         }
                     }
                 }
-                Err(e) => return Err(format!("recording the chunk's progress: {e}")),
+                Err(e) => return Err(ProgressError::State(e)),
             }
         }
-        Err("recording the chunk's progress: the progress document kept changing".into())
+        Err(ProgressError::KeptChanging)
     }
 }
 

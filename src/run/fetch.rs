@@ -9,12 +9,12 @@ use tracing::warn;
 
 use super::{iso, ms, PreparedRule, RunContext, RunError, RunLog, RunPlan};
 use crate::cluster::{next_page, Cluster};
-use crate::engine::{CompiledRule, Correlation};
+use crate::engine::{CompiledRule, Correlation, EventError};
 use crate::eql::ast::Query;
 use crate::eql::pushdown::FetchQuery;
-use crate::es::{parse_source, EsError, FieldCapsAnswer, PitPager, NO_SOURCE};
-use crate::event::FlatEvent;
-use crate::fetch_plan::{self, KeyKind, OneQueryReason, StageOneKeys};
+use crate::es::{parse_source, EsError, FieldCapsAnswer, PitPager};
+use crate::event::{FlatEvent, SourceError};
+use crate::fetch_plan::{self, KeyKind, KeyTypeError, OneQueryReason, StageOneKeys};
 use crate::state::SkippedEvent;
 use crate::window::Window;
 
@@ -183,15 +183,15 @@ async fn scan_stage_one_keys(
         log.counts.events_fetched += page.len() as u64;
         log.counts.key_scan_events += page.len() as u64;
         for h in page.hits() {
-            let unreadable = |reason: String| OneQueryReason::UnreadableKey {
+            let unreadable = |reason: EventError| OneQueryReason::UnreadableKey {
                 event: format!("{}/{}: {reason}", h.index, h.id),
             };
             let Some(text) = h.source else {
-                return Ok(Err(unreadable(NO_SOURCE.to_owned())));
+                return Ok(Err(unreadable(SourceError::Missing.into())));
             };
             let source = match parse_source(text) {
                 Ok(v) => v,
-                Err(e) => return Ok(Err(unreadable(e))),
+                Err(e) => return Ok(Err(unreadable(e.into()))),
             };
             match compiled.stage_key_fields(&source, 0) {
                 Ok(Some(k)) => keys.add(&k),
@@ -207,12 +207,8 @@ async fn scan_stage_one_keys(
 
 /// The restriction kind of a later stage's key field: one mapping type in every index, and one
 /// whose `terms` query matches what the correlator joins (see [`KeyKind`]).
-fn key_kind(caps: &FieldCapsAnswer, field: &str) -> Result<KeyKind, String> {
-    match caps.mapping_types.get(field).map(Vec::as_slice) {
-        Some([one]) => KeyKind::from_mapping_type(one).ok_or_else(|| one.clone()),
-        Some(many) if !many.is_empty() => Err(many.join(" and ")),
-        _ => Err("unmapped".into()),
-    }
+fn key_kind(caps: &FieldCapsAnswer, field: &str) -> Result<KeyKind, KeyTypeError> {
+    KeyKind::from_mapping_types(caps.mapping_types.get(field).map_or(&[], Vec::as_slice))
 }
 
 /// Closes the point in time; a failure is only a warning (it expires on its own).
@@ -278,7 +274,7 @@ async fn correlate_pages(
                         correlator.push_source(&index, h.id, source, h.sorted_at, &mut event)
                     }
                     (None, None) => {
-                        correlator.skip(h.index, h.id, NO_SOURCE.to_owned());
+                        correlator.skip(h.index, h.id, SourceError::Missing.into());
                         continue;
                     }
                 };
