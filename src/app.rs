@@ -511,7 +511,9 @@ fn backfill(config: Config, args: BackfillArgs) -> Result<ExitCode> {
     let cancel = ctx.cancel.clone();
     rt.spawn(async move {
         crate::daemon::shutdown_signal().await;
-        eprintln!("stopping: the chunks in flight stop at their next safe point (again to stop now)");
+        eprintln!(
+            "stopping: the chunks in flight stop at their next safe point (again to stop now)"
+        );
         cancel.cancel();
         crate::daemon::shutdown_signal().await;
         std::process::exit(130);
@@ -552,7 +554,8 @@ fn validate(config: Result<Config>, args: ValidateArgs) -> Result<ExitCode> {
             match es_settings(c).and_then(|s| Ok(crate::es::EsClient::connect(&s)?)) {
                 Ok(client) => {
                     let rt = runtime()?;
-                    problems.extend(rt.block_on(crate::validate::check_cluster(&client, c, &rules)));
+                    problems
+                        .extend(rt.block_on(crate::validate::check_cluster(&client, c, &rules)));
                 }
                 Err(e) => problems.push(format!("{e:#}")),
             }

@@ -69,7 +69,9 @@ pub enum DaemonError {
     },
 }
 
-fn scheduler_error(what: impl Into<String>) -> impl FnOnce(tokio_cron_scheduler::JobSchedulerError) -> DaemonError {
+fn scheduler_error(
+    what: impl Into<String>,
+) -> impl FnOnce(tokio_cron_scheduler::JobSchedulerError) -> DaemonError {
     let what = what.into();
     move |source| DaemonError::Scheduler { what, source }
 }
@@ -347,11 +349,14 @@ async fn schedule(ticker: &Ticker, slots: &[RuleSlot]) -> Result<JobScheduler, D
             Some(cron) => Job::new_async(cron.as_str(), on_tick),
             None => Job::new_repeated_async(interval, on_tick),
         }
-        .map_err(scheduler_error(format!("scheduling rule {:?}", slot.rule.rule.name)))?;
-        scheduler
-            .add(job)
-            .await
-            .map_err(scheduler_error(format!("scheduling rule {:?}", slot.rule.rule.name)))?;
+        .map_err(scheduler_error(format!(
+            "scheduling rule {:?}",
+            slot.rule.rule.name
+        )))?;
+        scheduler.add(job).await.map_err(scheduler_error(format!(
+            "scheduling rule {:?}",
+            slot.rule.rule.name
+        )))?;
         ticker.spawn(slot);
     }
     scheduler
