@@ -1,6 +1,6 @@
 //! Fault tests against a real Elasticsearch node that they may stop and restart: the node going
 //! away mid-run, transient faults, partial bulk failures, a lost point in time and a failed
-//! shard, and the daemon riding out a restart. `scripts/test` starts a dedicated 9.0.0 node for `tests/node_*.rs` and exports
+//! shard, and the daemon riding out a restart. `scripts/test` starts a dedicated 9.5.0 node for `tests/node_*.rs` and exports
 //! `SEQWATCH_TEST_ES_URL` and `SEQWATCH_TEST_ES_PORT`; the tests stop and start it with
 //! `scripts/es --port P stop` / `start --keep-data`, and put a fault-injecting proxy
 //! (`node_faults/proxy.rs`) between seqwatch and the node. They share the node, so they run one
