@@ -9,8 +9,9 @@ use std::time::Instant;
 use seqwatch::fuzzing::{self, Target, TARGETS};
 
 /// Pseudo-random inputs per target, in the order of `TARGETS` (the correlator and the alert
-/// builder cost more per input; the whole file stays well under 20 s in a debug build).
-const RANDOM_INPUTS: [usize; 4] = [3_000, 3_000, 1_500, 1_500];
+/// builder cost more per input, the scanner reads a dozen texts per input; the whole file
+/// stays well under 20 s in a debug build).
+const RANDOM_INPUTS: [usize; 5] = [3_000, 3_000, 1_500, 1_500, 1_000];
 
 /// xorshift64*: deterministic, so a failure names an input that reproduces.
 struct Rng(u64);
@@ -76,6 +77,39 @@ fn the_fixed_filters_and_rules_all_compile() {
     );
     // The built-in rule and three more shapes, each typed two ways.
     assert_eq!(fuzzing::correlate_rule_count(), 8);
+    // The built-in rule's plan, an awkward one, and one the scanner cannot route.
+    assert_eq!(fuzzing::scan_plan_counts(), (3, 2));
+}
+
+#[test]
+fn scan_target_on_the_repository_s_export_lines() {
+    // Every line of the replay fixtures (real exports, and broken lines among them), whole and
+    // as the target splices it.
+    let started = Instant::now();
+    let mut lines = 0;
+    for f in files_under(&root().join("tests/fixtures/replay")) {
+        if f.extension().is_none_or(|e| e != "ndjson") {
+            continue;
+        }
+        let text = std::fs::read(&f).expect("readable fixture");
+        for line in text.split(|&b| b == b'\n') {
+            if line.starts_with(b"#") || line.is_empty() {
+                continue;
+            }
+            run(
+                "scan_json",
+                fuzzing::scan_json,
+                line,
+                &f.display().to_string(),
+            );
+            lines += 1;
+        }
+    }
+    assert!(lines > 100, "only {lines} fixture lines");
+    eprintln!(
+        "scan_json: {lines} fixture lines in {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
