@@ -1460,6 +1460,58 @@ fn check_line(text: &str) -> Result<(), BrokenInvariant> {
     Ok(())
 }
 
+/// One text as a search answer, as an export line and as a `_source` alone, with the
+/// invariants of [`scan_json`] (which runs this on a dozen texts made from its bytes).
+pub fn scan_json_text(text: &str) -> Result<(), BrokenInvariant> {
+    check_text(text)
+}
+
+/// Pieces that break JSON or spell its rare cases, for mutating valid texts (the smoke test's
+/// stand-in for coverage guidance).
+pub const JSON_PIECES: &[&str] = &[
+    "\\",
+    "\"",
+    "\\u",
+    "\\ud800",
+    "\\udc00\\ud800",
+    "\\u0041",
+    "\\x",
+    "\\n",
+    "e5",
+    "E-3",
+    ".",
+    "-",
+    "0",
+    "00",
+    "1e400",
+    "-0",
+    "1e300",
+    "123456789012345678901",
+    "}",
+    "]",
+    "{",
+    "[",
+    ",",
+    ":",
+    " ",
+    "\t",
+    "\r\n",
+    "\u{1}",
+    "\u{7f}",
+    "é",
+    "true",
+    "nul",
+    "null",
+    "\"_id\":\"x\",",
+    "\"sort\":[1],",
+    "\"_source\":{},",
+    "\"hits\":{},",
+    "\"_shards\":{\"failed\":1},",
+    "\"\\u005fsource\":{},",
+    "\"a.b\":1,",
+    "\"process\":{\"name\":[\"node\",{}]},",
+];
+
 /// A text as a search answer, as an export line and as a `_source` alone.
 fn check_text(text: &str) -> Result<(), BrokenInvariant> {
     check_page(text)?;
