@@ -1,16 +1,19 @@
 //! The fuzz targets, as plain functions of bytes, shared by the coverage-guided `fuzz/` project
 //! (nightly, `scripts/fuzz`) and the stable smoke test `tests/fuzz_smoke.rs`: the EQL parser and
-//! rule loader, the evaluator on arbitrary JSON, the correlator on arbitrary hit streams and
-//! the alert builder. Pure: no I/O.
+//! rule loader, the evaluator on arbitrary JSON, the correlator on arbitrary hit streams, the
+//! alert builder, and the hot path's JSON scanner against serde_json. Pure: no I/O.
 //!
 //! Each target returns a [`BrokenInvariant`] instead of panicking, so library code keeps its
 //! no-panic rule; the harnesses turn an `Err` into a crash. A panic inside the code
 //! under test is, of course, a finding too.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use chrono::DateTime;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Number, Value};
 
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
@@ -23,7 +26,13 @@ use crate::eql::ast::Span;
 use crate::eql::eval::{CompiledFilter, EvalOptions};
 use crate::eql::functions::EvalError;
 use crate::eql::{self, ast, pushdown, SourceOrigin};
-use crate::event::{event_timestamp, field_values};
+use crate::event::scan::{
+    first_sort_value, scan_hit_line, scan_search_page, HitDecode, HitParts, PageParts,
+};
+use crate::event::{
+    decode_flat, event_timestamp, field_values, has_object_value, scan_hit_line_flat, Document,
+    FieldPlan, FlatDecode, FlatEvent, Scalar, Stored, StoredSpan,
+};
 use crate::rule::Rule;
 
 /// A fuzz target: bytes in, `Err(broken invariant)` out.
@@ -190,6 +199,61 @@ pub enum BrokenInvariant {
         /// The alert's position.
         alert: usize,
     },
+    /// [`scan_json`]: the scanner read a text that serde_json refuses (outside any `_source`
+    /// it only delimited and that is unreadable on its own).
+    #[error("the scanner read a {what} that serde_json refuses: {error}")]
+    ScannerReadsRefused {
+        /// What was read: a search answer, a hit line, a decoded `_source`.
+        what: &'static str,
+        /// serde_json's words.
+        #[source]
+        error: serde_json::Error,
+    },
+    /// [`scan_json`]: the scanner read a text other than serde_json reads it.
+    #[error("the scanner read a {what} as {scanned} but serde_json as {reference}")]
+    ScannerDiffers {
+        /// What was read.
+        what: &'static str,
+        /// The scanner's reading.
+        scanned: String,
+        /// serde_json's reading.
+        reference: String,
+    },
+    /// [`scan_json`]: reading with a plan (decoding each `_source`) and without one disagree
+    /// on anything but the decoded values.
+    #[error("the {what} reads differently with the plan of {plan} fields: {with} vs {without}")]
+    PlanChangesReading {
+        /// What was read.
+        what: &'static str,
+        /// The plan's field count.
+        plan: usize,
+        /// The reading with the plan.
+        with: String,
+        /// The reading without.
+        without: String,
+    },
+    /// [`scan_json`]: a field decoded flat holds other values than serde_json's tree gives.
+    #[error("field {path:?} decoded flat as {flat} but {reference} by serde_json ({how})")]
+    FlatDiffers {
+        /// The field's path.
+        path: String,
+        /// The flat values.
+        flat: String,
+        /// The reference values.
+        reference: String,
+        /// Which decode: while reading a page or a line, or `decode_flat` alone.
+        how: &'static str,
+    },
+    /// [`scan_json`]: `decode_flat` and serde_json's tree decide a `_source` differently
+    /// (one refuses, or they refuse in other words, or a decode the tree would need was not
+    /// handed to it).
+    #[error("decode_flat says {flat} but serde_json's tree {tree}")]
+    FlatVerdictDiffers {
+        /// `decode_flat`'s verdict.
+        flat: String,
+        /// The tree parse's verdict.
+        tree: String,
+    },
 }
 
 /// Every target by the name its `fuzz/fuzz_targets/<name>.rs` binary and its
@@ -199,6 +263,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("eval_json", eval_json),
     ("correlate_stream", correlate_stream),
     ("alert_build", alert_build),
+    ("scan_json", scan_json),
 ];
 
 /// Reads structured choices from fuzz bytes; past the end every read is zero, so any input
@@ -866,5 +931,679 @@ pub fn alert_build(data: &[u8]) -> Result<(), BrokenInvariant> {
             return Err(BrokenInvariant::RoundTripChanged { alert: i });
         }
     }
+    Ok(())
+}
+
+/// The answer Elasticsearch sends for a point-in-time search, as serde_json reads it: the same
+/// fields, types and defaults as the paging's own serde reading (`es::detect`'s `PageAnswer`),
+/// the reference the scanner is held to.
+#[derive(serde::Deserialize)]
+struct RefAnswer<'a> {
+    pit_id: Option<String>,
+    #[serde(default)]
+    timed_out: bool,
+    #[serde(rename = "_shards", default)]
+    shards: RefShards,
+    #[serde(borrow)]
+    hits: RefHits<'a>,
+}
+
+#[derive(serde::Deserialize, Default, Debug, PartialEq)]
+struct RefShards {
+    #[serde(default)]
+    failed: u64,
+    #[serde(default)]
+    failures: Vec<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefHits<'a> {
+    #[serde(default, borrow)]
+    hits: Vec<RefHit<'a>>,
+}
+
+/// One hit of an answer, or one line of an export.
+#[derive(serde::Deserialize)]
+struct RefHit<'a> {
+    #[serde(rename = "_index", borrow)]
+    index: Cow<'a, str>,
+    #[serde(rename = "_id", borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "_source", borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sort: Option<&'a RawValue>,
+}
+
+/// A hit as read, by the scanner or by serde_json: what the paging and the replay use of it.
+#[derive(Debug, PartialEq)]
+struct HitReading {
+    index: String,
+    id: String,
+    source: Option<String>,
+    sort: Option<String>,
+    sorted_at: Option<i64>,
+}
+
+impl HitReading {
+    fn scanned(text: &str, hit: &HitParts) -> Self {
+        HitReading {
+            index: hit.index.get(text).to_owned(),
+            id: hit.id.get(text).to_owned(),
+            source: hit.source.clone().map(|r| text[r].to_owned()),
+            sort: hit.sort.clone().map(|r| text[r].to_owned()),
+            sorted_at: hit.sorted_at,
+        }
+    }
+
+    fn reference(hit: &RefHit<'_>) -> Self {
+        HitReading {
+            index: hit.index.to_string(),
+            id: hit.id.to_string(),
+            source: hit.source.map(|r| r.get().to_owned()),
+            sort: hit.sort.map(|r| r.get().to_owned()),
+            sorted_at: hit.sort.and_then(|r| first_sort_value(r.get())),
+        }
+    }
+}
+
+/// A search answer as read: what the paging uses of it.
+#[derive(Debug, PartialEq)]
+struct PageReading {
+    pit_id: Option<String>,
+    timed_out: bool,
+    shards: RefShards,
+    hits: Vec<HitReading>,
+}
+
+impl PageReading {
+    /// The scanner's reading, as the paging completes it: `_shards` is only delimited by the
+    /// scanner and read by serde (an answer whose `_shards` does not read goes to serde whole,
+    /// so `None`: the scanner did not decide).
+    fn scanned(text: &str, page: &PageParts) -> Option<Self> {
+        let shards = match &page.shards {
+            Some(r) => serde_json::from_str::<RefShards>(&text[r.clone()]).ok()?,
+            None => RefShards::default(),
+        };
+        Some(PageReading {
+            pit_id: page.pit_id.clone(),
+            timed_out: page.timed_out,
+            shards,
+            hits: page
+                .hits
+                .iter()
+                .map(|h| HitReading::scanned(text, h))
+                .collect(),
+        })
+    }
+
+    fn reference(text: &str) -> Result<Self, serde_json::Error> {
+        let answer: RefAnswer<'_> = serde_json::from_str(text)?;
+        Ok(PageReading {
+            pit_id: answer.pit_id,
+            timed_out: answer.timed_out,
+            shards: answer.shards,
+            hits: answer.hits.hits.iter().map(HitReading::reference).collect(),
+        })
+    }
+}
+
+/// serde_json's tree refuses nesting deeper than this (its recursion limit, with a margin).
+const TREE_DEPTH: usize = 126;
+
+/// The deepest nesting of brackets in `text`, strings skipped.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The `_source`s the scanner only delimits and the caller's decode refuses as one bad event
+/// (not JSON on their own), or that nest so deep, `levels` down in their text, that a tree
+/// parse of the whole text would refuse them: the one place the scanner may read a text
+/// serde_json refuses.
+fn unreadable_sources(text: &str, hits: &[HitParts], levels: usize) -> Vec<Range<usize>> {
+    hits.iter()
+        .filter_map(|h| h.source.clone())
+        .filter(|r| {
+            let source = &text[r.clone()];
+            serde_json::from_str::<serde::de::IgnoredAny>(source).is_err()
+                || serde_json::from_str::<Value>(source).is_err()
+                || nesting(source) + levels >= TREE_DEPTH
+        })
+        .collect()
+}
+
+/// `text` with each of `ranges` (ascending, disjoint) replaced by `{}`.
+fn patched(text: &str, ranges: &[Range<usize>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for r in ranges {
+        out.push_str(&text[last..r.start]);
+        out.push_str("{}");
+        last = r.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// `hit` as the scanner would read it with each unreadable `_source` replaced by `{}`.
+fn hit_patched(hit: &HitParts, unreadable: &[Range<usize>], mut reading: HitReading) -> HitReading {
+    if hit.source.as_ref().is_some_and(|r| unreadable.contains(r)) {
+        reading.source = Some("{}".to_owned());
+    }
+    reading
+}
+
+/// A hit of serde_json's tree (`None`: absent) agrees with a reading: `_source` and `sort`
+/// hold the values of the read texts (null where the reading has none).
+fn tree_hit_agrees(tree: Option<&Value>, reading: &HitReading) -> bool {
+    let Some(hit) = tree.and_then(Value::as_object) else {
+        return false;
+    };
+    let text_value = |text: &Option<String>| {
+        text.as_deref()
+            .map_or(Some(Value::Null), |t| serde_json::from_str::<Value>(t).ok())
+    };
+    let or_null = |key: &str| hit.get(key).cloned().unwrap_or(Value::Null);
+    hit.get("_index").and_then(Value::as_str) == Some(reading.index.as_str())
+        && hit.get("_id").and_then(Value::as_str) == Some(reading.id.as_str())
+        && text_value(&reading.source) == Some(or_null("_source"))
+        && text_value(&reading.sort) == Some(or_null("sort"))
+}
+
+/// The field plans the scanner decodes for: the built-in rule's (ECS typing), one of
+/// overlapping paths and names the hit around `_source` also uses, and one the segment tree
+/// cannot route (so the scanner only delimits).
+fn scan_plans() -> &'static Vec<FieldPlan> {
+    static PLANS: OnceLock<Vec<FieldPlan>> = OnceLock::new();
+    PLANS.get_or_init(|| {
+        let mut plans: Vec<FieldPlan> = fuzz_rules()
+            .first()
+            .map(|(_, rule)| rule.plan().clone())
+            .into_iter()
+            .collect();
+        for paths in [
+            &[
+                "a",
+                "a.b",
+                "a.b.c",
+                "b.c",
+                "c",
+                "x",
+                "_id",
+                "_source",
+                "sort",
+                "process.name",
+                "@timestamp",
+            ][..],
+            &["a..b", "c", "process.name"][..],
+        ] {
+            let mut plan = FieldPlan::new();
+            for p in paths {
+                plan.slot(p);
+            }
+            plans.push(plan);
+        }
+        plans
+    })
+}
+
+/// How many plans [`scan_json`] decodes for, and how many of them the scanner can route.
+pub fn scan_plan_counts() -> (usize, usize) {
+    let plans = scan_plans();
+    (
+        plans.len(),
+        plans.iter().filter(|p| p.decodes_flat()).count(),
+    )
+}
+
+/// A scalar as a comparable key: kind and spelling (so `1`, `1.0` and `-0.0` stay apart).
+fn scalar_key(s: Scalar<'_>) -> (u8, String) {
+    match s {
+        Scalar::Bool(b) => (0, b.to_string()),
+        Scalar::Num(n) if n.is_u64() => (1, n.to_string()),
+        Scalar::Num(n) if n.is_i64() => (2, n.to_string()),
+        Scalar::Num(n) => (3, n.to_string()),
+        Scalar::Str(s) => (4, s.to_owned()),
+    }
+}
+
+fn tree_scalars(tree: &Value, path: &str) -> Vec<(u8, String)> {
+    field_values(tree, path)
+        .filter_map(Scalar::of)
+        .map(scalar_key)
+        .collect()
+}
+
+fn doc_scalars<D: Document>(doc: &D, path: &str, slot: usize) -> Vec<(u8, String)> {
+    doc.field(path, slot).map(scalar_key).collect()
+}
+
+/// `decode_flat` of `source` against serde_json's tree: the same refusals (in the same
+/// words), and, where it decodes, every planned field's values, in order.
+fn check_decode_flat(source: &str) -> Result<(), BrokenInvariant> {
+    let tree = serde_json::from_str::<Value>(source);
+    for plan in scan_plans().iter().filter(|p| p.decodes_flat()) {
+        let mut event = FlatEvent::default();
+        let flat = decode_flat(source, plan, &mut event);
+        match (&flat, &tree) {
+            (Ok(FlatDecode::Decoded), Ok(tree)) => {
+                for (slot, path) in plan.paths().iter().enumerate() {
+                    let got = doc_scalars(&event, path, slot);
+                    let want = tree_scalars(tree, path);
+                    if got != want || has_object_value(tree, path) {
+                        return Err(BrokenInvariant::FlatDiffers {
+                            path: path.clone(),
+                            flat: format!("{got:?}"),
+                            reference: format!("{want:?}"),
+                            how: "decode_flat",
+                        });
+                    }
+                }
+            }
+            (Ok(FlatDecode::NeedsTree), Ok(_)) => {}
+            (Err(f), Err(t)) if f.to_string() == t.to_string() => {}
+            _ => {
+                return Err(BrokenInvariant::FlatVerdictDiffers {
+                    flat: format!("{flat:?}"),
+                    tree: format!("{tree:?}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values a `_source` was decoded to while its page or line was read, against
+/// `decode_flat` of its text alone and serde_json's tree of it.
+fn check_decoded_while_reading(
+    source: &str,
+    event: &FlatEvent<'_>,
+    plan: &FieldPlan,
+    how: &'static str,
+) -> Result<(), BrokenInvariant> {
+    let tree = serde_json::from_str::<Value>(source).map_err(|error| {
+        BrokenInvariant::ScannerReadsRefused {
+            what: "decoded _source",
+            error,
+        }
+    })?;
+    let mut alone = FlatEvent::default();
+    let verdict = decode_flat(source, plan, &mut alone);
+    if !matches!(verdict, Ok(FlatDecode::Decoded)) {
+        return Err(BrokenInvariant::FlatVerdictDiffers {
+            flat: format!("decoded while reading, {verdict:?} alone"),
+            tree: "readable".into(),
+        });
+    }
+    for (slot, path) in plan.paths().iter().enumerate() {
+        let got = doc_scalars(event, path, slot);
+        let want = tree_scalars(&tree, path);
+        if got != want || doc_scalars(&alone, path, slot) != want || has_object_value(&tree, path) {
+            return Err(BrokenInvariant::FlatDiffers {
+                path: path.clone(),
+                flat: format!("{got:?}"),
+                reference: format!("{want:?}"),
+                how,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A hit's parts without the decoded values' place (which only a plan gives).
+fn without_flat(hit: &HitParts) -> HitParts {
+    HitParts {
+        flat: None,
+        ..hit.clone()
+    }
+}
+
+/// A search answer: the scanner with and without each plan, against serde_json.
+fn check_page(text: &str) -> Result<(), BrokenInvariant> {
+    const WHAT: &str = "search answer";
+    let plain = scan_search_page(text, None);
+    for plan in scan_plans() {
+        let mut entries: Vec<(u16, Stored<'_>)> = Vec::new();
+        let with = scan_search_page(
+            text,
+            Some(HitDecode {
+                plan,
+                entries: &mut entries,
+            }),
+        );
+        let same = match (&plain, &with) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.pit_id == b.pit_id
+                    && a.timed_out == b.timed_out
+                    && a.shards == b.shards
+                    && a.hits
+                        .iter()
+                        .map(without_flat)
+                        .eq(b.hits.iter().map(without_flat))
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(BrokenInvariant::PlanChangesReading {
+                what: WHAT,
+                plan: plan.paths().len(),
+                with: format!("{with:?}"),
+                without: format!("{plain:?}"),
+            });
+        }
+        for hit in with.iter().flat_map(|p| &p.hits) {
+            let (Some(flat), Some(source)) = (hit.flat.clone(), hit.source.clone()) else {
+                continue;
+            };
+            let spans: Vec<(u16, StoredSpan)> = entries[flat]
+                .iter()
+                .map(|(slot, v)| (*slot, StoredSpan::of(text, v)))
+                .collect();
+            let mut event = FlatEvent::default();
+            event.fill(text, &spans, plan);
+            check_decoded_while_reading(&text[source], &event, plan, "read with its page")?;
+        }
+    }
+    let Some(page) = plain else {
+        return Ok(());
+    };
+    let Some(scanned) = PageReading::scanned(text, &page) else {
+        return Ok(());
+    };
+    // Four levels down: the answer, `hits`, its array, the hit.
+    let unreadable = unreadable_sources(text, &page.hits, 4);
+    let text_patched = patched(text, &unreadable);
+    match PageReading::reference(text) {
+        Ok(reference) => {
+            if scanned != reference {
+                return Err(BrokenInvariant::ScannerDiffers {
+                    what: WHAT,
+                    scanned: format!("{scanned:?}"),
+                    reference: format!("{reference:?}"),
+                });
+            }
+        }
+        // Refused: only for a `_source` the scanner delimited and the decode then refuses.
+        Err(error) => {
+            if unreadable.is_empty() {
+                return Err(BrokenInvariant::ScannerReadsRefused { what: WHAT, error });
+            }
+            let reference = PageReading::reference(&text_patched)
+                .map_err(|error| BrokenInvariant::ScannerReadsRefused { what: WHAT, error })?;
+            let scanned = PageReading {
+                hits: scanned
+                    .hits
+                    .into_iter()
+                    .zip(&page.hits)
+                    .map(|(r, h)| hit_patched(h, &unreadable, r))
+                    .collect(),
+                ..scanned
+            };
+            if scanned != reference {
+                return Err(BrokenInvariant::ScannerDiffers {
+                    what: WHAT,
+                    scanned: format!("{scanned:?}"),
+                    reference: format!("{reference:?}"),
+                });
+            }
+        }
+    }
+    // What it skips it reads as strictly as a tree parse would.
+    serde_json::from_str::<Value>(&text_patched)
+        .map_err(|error| BrokenInvariant::ScannerReadsRefused { what: WHAT, error })?;
+    for h in page.hits.iter().filter_map(|h| h.source.clone()) {
+        check_decode_flat(&text[h])?;
+    }
+    Ok(())
+}
+
+/// One export line: the scanner with and without each plan (as `replay` reads it), against
+/// serde_json.
+fn check_line(text: &str) -> Result<(), BrokenInvariant> {
+    const WHAT: &str = "hit line";
+    let plain = scan_hit_line(text, None);
+    for plan in scan_plans() {
+        let mut event = FlatEvent::default();
+        let with = scan_hit_line_flat(text, plan, &mut event);
+        let same = match (&plain, &with) {
+            (None, None) => true,
+            (Some(a), Some((b, decoded))) => {
+                without_flat(a) == without_flat(b) && *decoded == b.flat.is_some()
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(BrokenInvariant::PlanChangesReading {
+                what: WHAT,
+                plan: plan.paths().len(),
+                with: format!("{with:?}"),
+                without: format!("{plain:?}"),
+            });
+        }
+        if let Some((hit, true)) = &with {
+            if let Some(source) = hit.source.clone() {
+                check_decoded_while_reading(&text[source], &event, plan, "read with its line")?;
+            }
+        }
+    }
+    let Some(hit) = plain else {
+        return Ok(());
+    };
+    let scanned = HitReading::scanned(text, &hit);
+    // One level down: the line's object.
+    let unreadable = unreadable_sources(text, std::slice::from_ref(&hit), 1);
+    let text_patched = patched(text, &unreadable);
+    match serde_json::from_str::<RefHit<'_>>(text) {
+        Ok(reference) => {
+            let reference = HitReading::reference(&reference);
+            if scanned != reference {
+                return Err(BrokenInvariant::ScannerDiffers {
+                    what: WHAT,
+                    scanned: format!("{scanned:?}"),
+                    reference: format!("{reference:?}"),
+                });
+            }
+        }
+        Err(error) => {
+            if unreadable.is_empty() {
+                return Err(BrokenInvariant::ScannerReadsRefused { what: WHAT, error });
+            }
+            let reference = serde_json::from_str::<RefHit<'_>>(&text_patched)
+                .map_err(|error| BrokenInvariant::ScannerReadsRefused { what: WHAT, error })?;
+            let reference = HitReading::reference(&reference);
+            let scanned = hit_patched(&hit, &unreadable, HitReading::scanned(text, &hit));
+            if scanned != reference {
+                return Err(BrokenInvariant::ScannerDiffers {
+                    what: WHAT,
+                    scanned: format!("{scanned:?}"),
+                    reference: format!("{reference:?}"),
+                });
+            }
+        }
+    }
+    // The tree path of `replay` reads the line as a tree: it must take it, with the same parts.
+    let tree = serde_json::from_str::<Value>(&text_patched)
+        .map_err(|error| BrokenInvariant::ScannerReadsRefused { what: WHAT, error })?;
+    let scanned = hit_patched(&hit, &unreadable, scanned);
+    if !tree_hit_agrees(Some(&tree), &scanned) {
+        return Err(BrokenInvariant::ScannerDiffers {
+            what: WHAT,
+            scanned: format!("{scanned:?}"),
+            reference: format!("{tree}"),
+        });
+    }
+    if let Some(r) = hit.source {
+        check_decode_flat(&text[r])?;
+    }
+    Ok(())
+}
+
+/// One text as a search answer, as an export line and as a `_source` alone, with the
+/// invariants of [`scan_json`] (which runs this on a dozen texts made from its bytes).
+pub fn scan_json_text(text: &str) -> Result<(), BrokenInvariant> {
+    check_text(text)
+}
+
+/// Pieces that break JSON or spell its rare cases, for mutating valid texts (the smoke test's
+/// stand-in for coverage guidance).
+pub const JSON_PIECES: &[&str] = &[
+    "\\",
+    "\"",
+    "\\u",
+    "\\ud800",
+    "\\udc00\\ud800",
+    "\\u0041",
+    "\\x",
+    "\\n",
+    "e5",
+    "E-3",
+    ".",
+    "-",
+    "0",
+    "00",
+    "1e400",
+    "-0",
+    "1e300",
+    "123456789012345678901",
+    "}",
+    "]",
+    "{",
+    "[",
+    ",",
+    ":",
+    " ",
+    "\t",
+    "\r\n",
+    "\u{1}",
+    "\u{7f}",
+    "é",
+    "true",
+    "nul",
+    "null",
+    "\"_id\":\"x\",",
+    "\"sort\":[1],",
+    "\"_source\":{},",
+    "\"hits\":{},",
+    "\"_shards\":{\"failed\":1},",
+    "\"\\u005fsource\":{},",
+    "\"a.b\":1,",
+    "\"process\":{\"name\":[\"node\",{}]},",
+];
+
+/// A text as a search answer, as an export line and as a `_source` alone.
+fn check_text(text: &str) -> Result<(), BrokenInvariant> {
+    check_page(text)?;
+    check_line(text)?;
+    check_decode_flat(text)
+}
+
+/// The first hit's `_id` of [`page_text`] and [`line_text`] unless replaced.
+const ID: &str = "_JXO_iAKzfv-wGk9m6Cc";
+
+/// A process event as Elastic Defend writes one, for the built-in rule's fields.
+const SOURCE: &str = r#"{"process":{"parent":{"name":"node","entity_id":"YTgy=="},"args":["sh","-c","echo \"}{\" \\"],"name":"dash","entity_id":"Zjk0"},"@timestamp":"2026-05-28T20:26:40.163Z","host":{"id":"417b","os":{"type":"linux"}},"event":{"action":"exec","type":["start"],"category":["process"]}}"#;
+
+/// The same event in dotted keys, with an escaped name and numbers.
+const DOTTED_SOURCE: &str = r#"{"@timestamp":"2026-11-29T10:00:03.000Z","event.action":"exec","event.type":["start"],"host.id":"5f0e","host.os.type":"linux","process.name":"n\u006fde","process.args":["node","npm","install"],"process.pid":2100,"process.parent.entity_id":"YzhkMm","x":-0.0,"a":[1.5e3,18446744073709551615,-7]}"#;
+
+/// The sort values of [`page_text`]'s first hit unless replaced (between the brackets).
+const SORT: &str = "1780000000163000000,17";
+
+/// A point-in-time answer as Elasticsearch 9 writes one, around a first hit with `id`,
+/// `source` and `sort` (the text between the sort array's brackets), and two more hits.
+fn page_text(id: &str, source: &str, sort: &str) -> String {
+    format!(
+        r#"{{"pit_id":"gcSHBAEhbG9ncy1lbmRwb2ludC5ldmVudHMucHJvY2Vzcy1kZWZhdWx0FmVyd0p3==","took":12,"timed_out":false,"_shards":{{"total":1,"successful":1,"skipped":0,"failed":0}},"hits":{{"total":{{"value":10000,"relation":"gte"}},"max_score":null,"hits":[{{"_index":"logs-endpoint.events.process-default","_id":"{id}","_score":null,"_source":{source},"sort":[{sort}]}},{{"_index":"logs-crowdstrike.fdr-default","_id":"esc\"aped\u00e9","_score":null,"_ignored":["x"],"fields":{{"a":[1]}},"_source":{{"event.action":"ProcessRollup2"}},"sort":[-5,18]}},{{"_index":"i","_id":"no-source","sort":[1.5,19]}}]}}}}"#
+    )
+}
+
+/// An export line (a hit as `seqwatch replay` reads it) with `id` and `source`.
+fn line_text(id: &str, source: &str) -> String {
+    format!(
+        r#"{{"_index":".ds-logs-endpoint.events.process-default-2026.11.29-000001","_id":"{id}","_source":{source}}}"#
+    )
+}
+
+/// The valid texts the fuzz bytes are cut into and spliced with.
+fn templates() -> &'static Vec<String> {
+    static TEMPLATES: OnceLock<Vec<String>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        vec![
+            page_text(ID, SOURCE, SORT),
+            page_text("dotted", DOTTED_SOURCE, "-5"),
+            r#"{"pit_id":"p","took":1,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"total":{"value":0,"relation":"eq"},"max_score":null,"hits":[]}}"#.to_owned(),
+            line_text(ID, SOURCE),
+            line_text("dotted", DOTTED_SOURCE),
+        ]
+    })
+}
+
+/// The character boundary at or before `at` (clamped to the text).
+fn boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The hot path's JSON scanner (`event::scan`) against serde_json. The bytes are read as a
+/// search answer, as an export line and as a `_source`; then put into valid ones as a hit's
+/// `_source`, `_id` and sort values; then inserted into a valid answer or line, or spliced
+/// with one, at places the last bytes choose. Each text goes through `scan_search_page` and
+/// `scan_hit_line`, without a plan and with each of three plans (the built-in rule's among
+/// them). Invariants: where the scanner reads a text, serde_json reads it too (a `_source`
+/// the scanner only delimited excepted, when it is unreadable on its own: the caller's decode
+/// refuses that one as a bad event) and to the same index, id, `_source` text, sort values,
+/// `pit_id`, `timed_out` and `_shards`; a plan changes nothing but the decoded values; those
+/// equal `decode_flat` of the `_source` alone and serde_json's tree of it, value for value; and
+/// `decode_flat` refuses exactly what the tree refuses, in the same words.
+pub fn scan_json(data: &[u8]) -> Result<(), BrokenInvariant> {
+    let text = String::from_utf8_lossy(data);
+    check_text(&text)?;
+    check_text(&page_text(ID, &text, SORT))?;
+    check_text(&page_text(&text, SOURCE, SORT))?;
+    check_text(&page_text(ID, SOURCE, &text))?;
+    check_text(&line_text(ID, &text))?;
+    check_text(&line_text(&text, DOTTED_SOURCE))?;
+    // Places and a template from the last bytes, so that mutations move them one by one.
+    let from_end = |i: usize| {
+        data.len()
+            .checked_sub(i + 1)
+            .map_or(0, |k| usize::from(data[k]))
+    };
+    let templates = templates();
+    let template = templates[from_end(0) % templates.len()].as_str();
+    let i = boundary(template, from_end(1) | from_end(2) << 8);
+    let j = boundary(template, from_end(3) | from_end(4) << 8);
+    let cut = boundary(&text, from_end(5) | from_end(6) << 8);
+    check_text(&format!("{}{text}{}", &template[..i], &template[i..]))?;
+    if i < j {
+        check_text(&format!("{}{}", &template[..i], &template[j..]))?;
+    }
+    check_text(&format!("{}{}", &text[..cut], &template[j..]))?;
+    check_text(&format!("{}{}", &template[..i], &text[cut..]))?;
     Ok(())
 }

@@ -9,8 +9,9 @@ use std::time::Instant;
 use seqwatch::fuzzing::{self, Target, TARGETS};
 
 /// Pseudo-random inputs per target, in the order of `TARGETS` (the correlator and the alert
-/// builder cost more per input; the whole file stays well under 20 s in a debug build).
-const RANDOM_INPUTS: [usize; 4] = [3_000, 3_000, 1_500, 1_500];
+/// builder cost more per input, the scanner reads a dozen texts per input; the whole file
+/// stays well under 20 s in a debug build).
+const RANDOM_INPUTS: [usize; 5] = [3_000, 3_000, 1_500, 1_500, 500];
 
 /// xorshift64*: deterministic, so a failure names an input that reproduces.
 struct Rng(u64);
@@ -76,6 +77,81 @@ fn the_fixed_filters_and_rules_all_compile() {
     );
     // The built-in rule and three more shapes, each typed two ways.
     assert_eq!(fuzzing::correlate_rule_count(), 8);
+    // The built-in rule's plan, an awkward one, and one the scanner cannot route.
+    assert_eq!(fuzzing::scan_plan_counts(), (3, 2));
+}
+
+/// The scanner target's seeds and every line of the replay fixtures (real exports, broken
+/// lines among them).
+fn scan_texts() -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files_under(&root().join("fuzz/seeds/scan_json")) {
+        out.push(std::fs::read_to_string(&f).expect("readable seed"));
+    }
+    for f in files_under(&root().join("tests/fixtures/replay")) {
+        if f.extension().is_none_or(|e| e != "ndjson") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("readable fixture");
+        out.extend(
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
+#[test]
+fn scan_target_on_real_answers_and_lines_and_their_mutations() {
+    // Random bytes almost never make JSON the scanner reads; pieces that break JSON or spell
+    // its rare cases, put into real answers and lines, do (the scanner's proptests' method).
+    let started = Instant::now();
+    let texts = scan_texts();
+    assert!(texts.len() > 100, "only {} texts", texts.len());
+    let mut rng = Rng(0x5eed_5ca7);
+    let mut ran = 0;
+    for (k, text) in texts.iter().enumerate() {
+        let check = |t: &str, label: &str| {
+            if let Err(broken) = fuzzing::scan_json_text(t) {
+                panic!("scan_json on {label}: {broken}\ntext: {t}");
+            }
+        };
+        check(text, &format!("text #{k}"));
+        // Seeds and one line in ten: a few mutants each (a debug build reads slowly).
+        let mutants = if k < 12 {
+            40
+        } else if k % 10 == 0 {
+            4
+        } else {
+            0
+        };
+        for m in 0..mutants {
+            let mut t = text.clone();
+            for _ in 0..1 + rng.next() % 2 {
+                let at = (rng.next() as usize) % (t.len() + 1);
+                let at = (0..=at).rev().find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+                if rng.next() % 4 == 0 {
+                    let end = (at + 1 + (rng.next() as usize) % 8).min(t.len());
+                    let end = (end..=t.len())
+                        .find(|&i| t.is_char_boundary(i))
+                        .unwrap_or(t.len());
+                    t.replace_range(at..end, "");
+                } else {
+                    let piece =
+                        fuzzing::JSON_PIECES[(rng.next() as usize) % fuzzing::JSON_PIECES.len()];
+                    t.insert_str(at, piece);
+                }
+            }
+            check(&t, &format!("mutant {m} of text #{k}"));
+            ran += 1;
+        }
+    }
+    eprintln!(
+        "scan_json: {} texts and {ran} mutants in {:?}",
+        texts.len(),
+        started.elapsed()
+    );
 }
 
 #[test]

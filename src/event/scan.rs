@@ -9,7 +9,8 @@
 //! deeper than [`MAX_DEPTH`], a `_source` that is not an object), it gives up and the caller's
 //! serde path decides from the start, with serde_json's own error. So a text it accepts is one
 //! the serde path accepts, with the same values in the same order; the tests below (and
-//! `es::detect`'s for whole search answers) hold it to that.
+//! `es::detect`'s for whole search answers) hold it to that, and so does the `scan_json` fuzz
+//! target (`crate::fuzzing`) on arbitrary bytes.
 
 use std::borrow::Cow;
 use std::ops::Range;
