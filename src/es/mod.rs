@@ -614,8 +614,8 @@ const HAS_PRIVILEGES_PATH: &str = "/_security/user/_has_privileges";
 /// the request reaches no handler and `RestController.tryAllHandlers` falls back to
 /// `handleBadRequest` (`server/src/main/java/org/elasticsearch/rest/RestController.java`):
 /// HTTP 400 with the body `{"error":"no handler found for uri [URI] and method [POST]"}`, a
-/// plain string, with no `type` and no `status`. 9.0.0 and 8.19.21 answer exactly that. The
-/// URI is the request's, with its query string; this request has none.
+/// plain string, with no `type` and no `status`. 9.0.0, 9.5.0 and 8.19.21 answer exactly that.
+/// The URI is the request's, with its query string; this request has none.
 ///
 /// Nothing else counts. Not a 404: `RestController` never answers 404 for a missing handler,
 /// so one comes from something in front of the node. Not a 405: that needs a handler on the
