@@ -8,17 +8,18 @@
 //! - `rule_types/factories/utils/build_alert.ts` — `buildAlertFields`, `generateAlertId`;
 //! - `rule_types/factories/utils/generate_building_block_ids.ts` — building-block ids;
 //! - `rule_types/factories/utils/transform_hit_to_alert.ts` and `traverse_and_mutate_doc.ts` —
-//!   what of the event's `_source` is kept and copied;
+//!   what of the event's `_source` is kept and copied (the traversal is in [`crate::ecs`]);
 //! - `rule_types/utils/reason_formatters.ts` — `kibana.alert.reason`.
 //!
-//! Known differences, all deliberate: Kibana also drops source values that conflict with the
-//! ECS field map (we keep them: we do not ship the ECS map), merges the search response's
-//! `fields` into `_source` (we have only `_source`), and sets `kibana.alert.url` when
+//! Known differences, all deliberate: Kibana also merges the search response's `fields` into
+//! `_source` (we have only `_source`), and sets `kibana.alert.url` when
 //! `server.publicBaseUrl` is configured (we have no Kibana URL).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+
+use crate::ecs::{strip_for_alert, RemovedField, StrippedSource};
 
 /// What an alert says about the rule that raised it (Kibana's `kibana.alert.rule.*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +101,9 @@ pub struct AlertDoc {
     pub kind: AlertKind,
     /// The alert.
     pub source: Value,
+    /// What of the event's `_source` was left out as not fitting ECS (building blocks only;
+    /// the shell is their intersection).
+    pub removed: Vec<RemovedField>,
 }
 
 /// Which alert of a sequence a document is.
@@ -166,8 +170,10 @@ pub fn build_sequence_alerts(
     let now = iso_millis(run.now);
 
     let mut blocks: Vec<Map<String, Value>> = Vec::with_capacity(events.len());
+    let mut stripped: Vec<Vec<RemovedField>> = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
-        let mut doc = sanitize_source(e.source);
+        let (mut doc, removed) = sanitize_source(e.source);
+        stripped.push(removed);
         let reason = reason(rule, e.source);
         let ancestors = vec![event_ancestor(e)];
         let original_time = timestamp_of(e.source);
@@ -222,12 +228,14 @@ pub fn build_sequence_alerts(
         id: shell_uuid,
         kind: AlertKind::Shell,
         source: Value::Object(shell),
+        removed: Vec::new(),
     });
-    for (doc, id) in blocks.into_iter().zip(bb_ids) {
+    for ((doc, id), removed) in blocks.into_iter().zip(bb_ids).zip(stripped) {
         out.push(AlertDoc {
             id,
             kind: AlertKind::BuildingBlock,
             source: Value::Object(doc),
+            removed,
         });
     }
     out
@@ -380,70 +388,15 @@ fn alert_fields(
     m
 }
 
-/// `traverseAndMutateDoc` and the `event.kind` removal of `transformHitToAlert`: drops the
-/// top-level `kibana`, `signal` and `threshold_result` namespaces and empty arrays/objects,
-/// copies `event.*` and `data_stream.*` to `kibana.alert.original_event.*` /
-/// `kibana.alert.original_data_stream.*` (flattened), then removes `event.kind`.
-fn sanitize_source(source: &Value) -> Map<String, Value> {
-    const BANNED: [&str; 3] = ["kibana", "signal", "threshold_result"];
-    let mut out = Map::new();
-    let mut copies = Vec::new();
-    let Some(obj) = source.as_object() else {
-        return out;
-    };
-    for (key, value) in obj {
-        let top = key.split('.').next().unwrap_or(key);
-        if BANNED.contains(&top) {
-            continue;
-        }
-        let Some(value) = prune_empty(value) else {
-            continue;
-        };
-        let copy_root = match top {
-            "event" => Some("kibana.alert.original_event"),
-            "data_stream" => Some("kibana.alert.original_data_stream"),
-            _ => None,
-        };
-        if let Some(root) = copy_root {
-            let dest = format!("{root}{}", &key[top.len()..]);
-            flatten_into(&dest, &value, &mut copies);
-        }
-        out.insert(key.clone(), value);
-    }
-    for (k, v) in copies {
-        out.insert(k, v);
-    }
-    remove_event_kind(&mut out);
-    out
-}
-
-fn prune_empty(v: &Value) -> Option<Value> {
-    match v {
-        Value::Array(a) => {
-            let kept: Vec<Value> = a.iter().filter_map(prune_empty).collect();
-            (!kept.is_empty()).then_some(Value::Array(kept))
-        }
-        Value::Object(o) => {
-            let kept: Map<String, Value> = o
-                .iter()
-                .filter_map(|(k, v)| prune_empty(v).map(|v| (k.clone(), v)))
-                .collect();
-            (!kept.is_empty()).then_some(Value::Object(kept))
-        }
-        other => Some(other.clone()),
-    }
-}
-
-/// `flattenWithPrefix`: objects become dotted keys; arrays and scalars are leaves.
-fn flatten_into(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(o) => {
-            for (k, v) in o {
-                flatten_into(&format!("{prefix}.{k}"), v, out);
-            }
-        }
-        other => out.push((prefix.to_owned(), other.clone())),
-    }
+/// `traverseAndMutateDoc` (see [`crate::ecs`]) and the `event.kind` removal of
+/// `transformHitToAlert`.
+fn sanitize_source(source: &Value) -> (Map<String, Value>, Vec<RemovedField>) {
+    let StrippedSource {
+        mut fields,
+        removed,
+    } = strip_for_alert(source);
+    remove_event_kind(&mut fields);
+    (fields, removed)
 }
 
 /// `robustSet(event.kind, undefined)`: the flat key and the nested one.

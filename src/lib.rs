@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod correlate;
 pub mod daemon;
+pub mod ecs;
 pub mod engine;
 pub mod eql;
 pub mod es;
