@@ -241,6 +241,46 @@ pub fn build_sequence_alerts(
     out
 }
 
+/// True for a field copied from the event, false for one seqwatch writes as the alert's own
+/// (`@timestamp`, `event.kind`, `kibana.*` apart from the copies of `event.*` and
+/// `data_stream.*`): only the first kind can be dropped to mend a refused alert.
+pub fn is_source_field(path: &str) -> bool {
+    const COPIES: [&str; 2] = [
+        "kibana.alert.original_event.",
+        "kibana.alert.original_data_stream.",
+    ];
+    COPIES.iter().any(|c| path.starts_with(c))
+        || !(path == "@timestamp"
+            || path == "event.kind"
+            || path == "kibana"
+            || path.starts_with("kibana."))
+}
+
+/// Removes every value at dotted `path` from `doc`, whichever of its keys are dotted
+/// (`process.pid`, `{"process": {"pid"}}`, `{"process": {"parent.pid"}}`, through arrays of
+/// objects); returns how many were removed.
+pub fn remove_field(doc: &mut Map<String, Value>, path: &str) -> usize {
+    let mut removed = usize::from(doc.remove(path).is_some());
+    for (key, value) in doc.iter_mut() {
+        let Some(rest) = path
+            .strip_prefix(key.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            continue;
+        };
+        removed += match value {
+            Value::Object(inner) => remove_field(inner, rest),
+            Value::Array(items) => items
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .map(|inner| remove_field(inner, rest))
+                .sum(),
+            _ => 0,
+        };
+    }
+    removed
+}
+
 fn is_alert_of(source: &Value, rule_uuid: &str) -> bool {
     lodash_get(source, "kibana.alert.rule.uuid").and_then(Value::as_str) == Some(rule_uuid)
 }

@@ -85,6 +85,9 @@ pub trait Cluster: Send + Sync + std::fmt::Debug {
         options: BulkOptions,
     ) -> Result<Vec<BulkItem>, EsError>;
 
+    /// Deletes documents `(concrete index, id)`; one already gone counts as deleted.
+    async fn delete_docs(&self, docs: &[(String, String)]) -> Result<(), EsError>;
+
     /// A state document with the guard its next write must hold; `None` when missing.
     async fn get_state(&self, index: &str, id: &str) -> Result<Option<VersionedDoc>, EsError>;
 
@@ -181,6 +184,10 @@ impl Cluster for EsClient {
     ) -> Result<Vec<BulkItem>, EsError> {
         self.bulk_create_with(ops, options.refresh_wait_for, options.require_alias)
             .await
+    }
+
+    async fn delete_docs(&self, docs: &[(String, String)]) -> Result<(), EsError> {
+        EsClient::delete_docs(self, docs).await
     }
 
     async fn get_state(&self, index: &str, id: &str) -> Result<Option<VersionedDoc>, EsError> {

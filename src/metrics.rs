@@ -19,6 +19,10 @@ pub fn record_run(doc: &RunDoc) {
     counter!("seqwatch_alerts_created_total", "rule" => rule.clone()).increment(c.alerts_created);
     counter!("seqwatch_duplicates_skipped_total", "rule" => rule.clone())
         .increment(c.duplicates_skipped);
+    counter!("seqwatch_alert_fields_removed_total", "rule" => rule.clone())
+        .increment(c.alert_fields_removed);
+    counter!("seqwatch_source_values_dropped_total", "rule" => rule.clone())
+        .increment(c.source_values_dropped);
     counter!("seqwatch_alerts_truncated_total", "rule" => rule.clone())
         .increment(c.alerts_truncated);
     if let Some(kind) = &doc.error_kind {

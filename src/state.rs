@@ -89,6 +89,13 @@ pub struct RunCounts {
     pub building_blocks_created: u64,
     /// Alert documents that already existed when written (409).
     pub write_conflicts: u64,
+    /// Source values left out of alerts as not fitting ECS, as Kibana leaves them out.
+    #[serde(default)]
+    pub source_values_dropped: u64,
+    /// Source fields removed from alerts the alerts index refused, which were then written
+    /// without them.
+    #[serde(default)]
+    pub alert_fields_removed: u64,
 }
 
 /// Milliseconds spent in each phase.

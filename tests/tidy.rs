@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "src/event",
     "src/window.rs",
     "src/alert.rs",
+    "src/ecs",
     "src/engine.rs",
     "src/state.rs",
     "src/fuzzing.rs",

@@ -200,7 +200,7 @@ fn iso_date_is_valid(date: &str, has_time: bool) -> bool {
     let tail = rest[year_len..].trim_start_matches('-');
     let extended = rest[year_len..].starts_with('-');
     // A six-digit year only takes a full calendar date.
-    if !sign.is_empty() && !(tail.len() == 4 && digits(tail) || extended && tail.len() == 5) {
+    if !(sign.is_empty() || tail.len() == 4 && digits(tail) || extended && tail.len() == 5) {
         return false;
     }
     let tail_compact: String = tail.chars().filter(|&c| c != '-').collect();

@@ -219,3 +219,136 @@ pub(crate) fn decode(
         })
         .collect()
 }
+
+/// The source field a per-item mapping refusal names, when it names one: Elasticsearch says
+/// which field it could not parse (`failed to parse field [process.pid] of type [long] …`),
+/// which object met a concrete value (`object mapping for [user] tried to parse field …`),
+/// where it could not add a sub-field, or which field held a term too long to index.
+pub fn refused_field(error_type: &str, reason: &str) -> Option<String> {
+    const MAPPING_REFUSALS: [&str; 3] = [
+        "document_parsing_exception",
+        "mapper_parsing_exception",
+        "illegal_argument_exception",
+    ];
+    if !MAPPING_REFUSALS.contains(&error_type) {
+        return None;
+    }
+    const BRACKETED: [&str; 3] = [
+        "failed to parse field [",
+        "object mapping for [",
+        "Could not dynamically add mapping for field [",
+    ];
+    let between = |start: &str, end: char| {
+        let from = reason.find(start)? + start.len();
+        let len = reason[from..].find(end)?;
+        let field = &reason[from..from + len];
+        (!field.is_empty()).then(|| field.to_owned())
+    };
+    BRACKETED
+        .iter()
+        .find_map(|start| between(start, ']'))
+        .or_else(|| between("immense term in field=\"", '"'))
+}
+
+/// The NDJSON body deleting `docs` (concrete index, id).
+pub(crate) fn encode_deletes(docs: &[(String, String)]) -> String {
+    let mut body = String::new();
+    for (index, id) in docs {
+        let action = serde_json::json!({ "delete": { "_index": index, "_id": id } });
+        body.push_str(&action.to_string());
+        body.push('\n');
+    }
+    body
+}
+
+/// Reads a 2xx `_bulk` answer to deletes: each item gone (200) or never there (404), else
+/// the first refusal as an error.
+pub(crate) fn decode_deletes(operation: &str, body: &str) -> Result<(), EsError> {
+    let bad = |reason: String| EsError::Response {
+        operation: operation.to_owned(),
+        reason,
+    };
+    let response: BulkResponse = serde_json::from_str(body)
+        .map_err(|err| bad(format!("bulk answer is not the expected JSON: {err}")))?;
+    for (position, mut item) in response.items.into_iter().enumerate() {
+        let answer = item
+            .remove("delete")
+            .ok_or_else(|| bad(format!("item {position} is not an answer to a `delete`")))?;
+        if !(200..300).contains(&answer.status) && answer.status != 404 {
+            let (error_type, reason) = answer
+                .error
+                .map(|e| (e.error_type, e.reason))
+                .unwrap_or_default();
+            return Err(bad(format!(
+                "item {position} (id `{}`) not deleted: HTTP {} {error_type}: {reason}",
+                answer.id.unwrap_or_default(),
+                answer.status
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn the_refused_field_is_read_from_elasticsearchs_reasons() {
+        let cases = [
+            (
+                "document_parsing_exception",
+                "[1:342] failed to parse field [process.pid] of type [long] in document with id 'abc'. Preview of field's value: 'n/a'",
+                Some("process.pid"),
+            ),
+            (
+                "document_parsing_exception",
+                "[1:40] object mapping for [user] tried to parse field [user] as object, but found a concrete value",
+                Some("user"),
+            ),
+            (
+                "mapper_parsing_exception",
+                "failed to parse field [source.ip] of type [ip] in document with id 'x'. Preview of field's value: 'nope'",
+                Some("source.ip"),
+            ),
+            (
+                "document_parsing_exception",
+                "[1:9] Could not dynamically add mapping for field [user.name.first]. Existing mapping for [user.name] must be of type object but found [keyword].",
+                Some("user.name.first"),
+            ),
+            (
+                "illegal_argument_exception",
+                "Document contains at least one immense term in field=\"process.command_line\" (whose UTF8 encoding is longer than the max length 32766), all of which were skipped.",
+                Some("process.command_line"),
+            ),
+            ("document_parsing_exception", "[1:1] unexpected end of input", None),
+            (
+                "version_conflict_engine_exception",
+                "failed to parse field [x] of type [long]",
+                None,
+            ),
+            ("illegal_argument_exception", "failed to parse field [] of type", None),
+        ];
+        for (error_type, reason, want) in cases {
+            assert_eq!(
+                refused_field(error_type, reason).as_deref(),
+                want,
+                "{error_type}: {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn deletes_accept_gone_and_missing_items_only() {
+        let body = encode_deletes(&[("i".into(), "a".into()), ("i".into(), "b".into())]);
+        assert_eq!(
+            body,
+            "{\"delete\":{\"_id\":\"a\",\"_index\":\"i\"}}\n{\"delete\":{\"_id\":\"b\",\"_index\":\"i\"}}\n"
+        );
+        let ok = r#"{"errors":false,"items":[{"delete":{"_index":"i","_id":"a","status":200}},{"delete":{"_index":"i","_id":"b","status":404}}]}"#;
+        assert!(decode_deletes("op", ok).is_ok());
+        let refused = r#"{"errors":true,"items":[{"delete":{"_index":"i","_id":"a","status":403,"error":{"type":"security_exception","reason":"no"}}}]}"#;
+        let err = decode_deletes("op", refused).unwrap_err().to_string();
+        assert!(err.contains("`a`") && err.contains("403"), "{err}");
+    }
+}

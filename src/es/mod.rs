@@ -26,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use bulk::{BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
+pub use bulk::{refused_field, BulkCreate, BulkItem, BulkOutcome, BulkSummary, MAX_ID_BYTES};
 pub use detect::{
     parse_source, pit_expired, FetchedSource, FieldCapsAnswer, IdLookup, PageHitRef, PitPager,
     RawHit, SearchPage, VersionedDoc, WriteOutcome, PIT_SEARCH,
@@ -297,6 +297,32 @@ impl EsClient {
             return Err(status_error(&operation, reply));
         }
         bulk::decode(&operation, ops, &reply.body)
+    }
+
+    /// `POST _bulk` of `delete`s: removes the documents `(concrete index, id)`; a document
+    /// already gone counts as removed.
+    pub async fn delete_docs(&self, docs: &[(String, String)]) -> Result<(), EsError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        for (index, _) in docs {
+            check_name("index", index)?;
+        }
+        let operation = format!("POST _bulk ({} delete operations)", docs.len());
+        let query = [("filter_path", bulk::FILTER_PATH)];
+        let reply = self
+            .call(
+                &operation,
+                Method::Post,
+                "/_bulk",
+                &query,
+                Some(bulk::encode_deletes(docs)),
+            )
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(status_error(&operation, reply));
+        }
+        bulk::decode_deletes(&operation, &reply.body)
     }
 
     /// `POST <index>/_refresh`: makes everything written so far searchable.

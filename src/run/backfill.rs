@@ -368,6 +368,8 @@ fn add(total: &mut RunCounts, c: &RunCounts) {
     total.alerts_created += c.alerts_created;
     total.building_blocks_created += c.building_blocks_created;
     total.write_conflicts += c.write_conflicts;
+    total.source_values_dropped += c.source_values_dropped;
+    total.alert_fields_removed += c.alert_fields_removed;
 }
 
 /// Progress as a bar on a terminal, and as one JSON line per finished chunk on stderr

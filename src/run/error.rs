@@ -71,8 +71,9 @@ pub enum RunError {
     /// The bulk request failed as a whole.
     #[error("writing alerts: {0}")]
     Write(#[source] EsError),
-    /// Elasticsearch refused an alert for good (or after every retry).
-    #[error("alert {id} refused: HTTP {status} {error_type}: {reason}")]
+    /// Elasticsearch refused an alert for good (or after every retry); every other sequence
+    /// was written.
+    #[error("alert {id} refused: HTTP {status} {error_type}: {reason} ({sequences} sequence(s) not written; all others were)")]
     AlertRefused {
         /// The alert's id.
         id: String,
@@ -82,6 +83,8 @@ pub enum RunError {
         error_type: String,
         /// Its reason.
         reason: String,
+        /// How many sequences of the run could not be written whole.
+        sequences: usize,
     },
     /// The run stopped at a safe point because the process is shutting down.
     #[error("cancelled at a safe point: seqwatch is shutting down")]

@@ -31,6 +31,7 @@ pub enum Op {
     ExistingIds,
     Mget,
     Bulk,
+    Delete,
     GetState,
     PutState,
     PutDoc,
@@ -84,6 +85,11 @@ struct State {
     faults: HashMap<Op, VecDeque<Fault>>,
     calls: Vec<Op>,
     missing: Option<MissingPrivileges>,
+    /// Fields the alerts index maps as `long`: a written value that is not a number is refused
+    /// as Elasticsearch refuses it.
+    long_fields: Vec<String>,
+    /// Alert ids refused with a reason that names no field.
+    unparseable_ids: HashSet<String>,
 }
 
 /// The in-memory cluster.
@@ -137,6 +143,41 @@ impl FakeCluster {
     /// The next call of `op` fails with `fault`.
     pub fn fail_next(&self, op: Op, fault: Fault) {
         self.lock().faults.entry(op).or_default().push_back(fault);
+    }
+
+    /// Written documents whose `path` holds anything but a number are refused, as a `long`
+    /// field refuses them.
+    pub fn map_long(&self, path: &str) {
+        self.lock().long_fields.push(path.to_owned());
+    }
+
+    /// Writing the document `id` is refused for a reason that names no field.
+    pub fn refuse_unparseable(&self, id: &str) {
+        self.lock().unparseable_ids.insert(id.to_owned());
+    }
+
+    /// Elasticsearch's per-item refusal of `op`, if its mapping refuses it.
+    fn mapping_refusal(s: &State, op: &BulkCreate) -> Option<BulkOutcome> {
+        if s.unparseable_ids.contains(&op.id) {
+            return Some(BulkOutcome::Failed {
+                status: 400,
+                error_type: "document_parsing_exception".into(),
+                reason: "[1:1] unexpected character".into(),
+            });
+        }
+        s.long_fields.iter().find_map(|path| {
+            let mut values = Vec::new();
+            values_at(&op.document, path, &mut values);
+            let bad = values.into_iter().find(|v| !v.is_number())?;
+            Some(BulkOutcome::Failed {
+                status: 400,
+                error_type: "document_parsing_exception".into(),
+                reason: format!(
+                    "[1:2] failed to parse field [{path}] of type [long] in document with id '{}'. Preview of field's value: '{bad}'",
+                    op.id
+                ),
+            })
+        })
     }
 
     /// The credential lacks these privileges.
@@ -600,12 +641,15 @@ impl Cluster for FakeCluster {
                     reason: "injected".into(),
                 },
                 _ => {
+                    let refusal = Self::mapping_refusal(&self.lock(), op);
                     let exists = self
                         .lock()
                         .indices
                         .get(&op.index)
                         .is_some_and(|d| d.contains_key(&op.id));
-                    if exists {
+                    if let Some(refused) = refusal {
+                        refused
+                    } else if exists {
                         BulkOutcome::AlreadyExists
                     } else {
                         self.put(&op.index, &op.id, op.document.clone());
@@ -620,6 +664,17 @@ impl Cluster for FakeCluster {
             });
         }
         Ok(items)
+    }
+
+    async fn delete_docs(&self, docs: &[(String, String)]) -> Result<(), EsError> {
+        self.enter(Op::Delete).await?;
+        let mut s = self.lock();
+        for (index, id) in docs {
+            if let Some(d) = s.indices.get_mut(index) {
+                d.remove(id);
+            }
+        }
+        Ok(())
     }
 
     async fn get_state(&self, index: &str, id: &str) -> Result<Option<VersionedDoc>, EsError> {

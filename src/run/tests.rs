@@ -391,8 +391,8 @@ async fn throttled_bulk_items_are_retried_and_conflicts_are_not_errors() {
     assert_eq!(w.shells(), w.expected_shells(now - Span::minutes(9), now));
     assert_eq!(
         w.fake.calls().iter().filter(|c| **c == Op::Bulk).count(),
-        2,
-        "one retry of the refused items"
+        3,
+        "the building blocks, one retry of them, then the shells"
     );
 }
 
@@ -546,4 +546,123 @@ async fn backfill_equals_the_union_of_its_runs_and_resumes_after_a_failed_chunk(
         w.checkpoint().is_none(),
         "a backfill leaves the checkpoint alone"
     );
+}
+
+/// An expected sequence: its events (`_index`, `_id`), shell id and building-block ids.
+type ExpectedSequence = (Vec<(String, String)>, String, Vec<String>);
+
+/// The expected sequences wholly inside `[from, to]`.
+fn expected_sequences(w: &World, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ExpectedSequence> {
+    w.truth
+        .iter()
+        .filter(|t| t.expected)
+        .filter(|t| {
+            t.events.iter().all(|e| {
+                let ts = w.timestamp(&e.index, &e.id);
+                from <= ts && ts <= to
+            })
+        })
+        .map(|t| {
+            let refs: Vec<(String, String)> = t
+                .events
+                .iter()
+                .map(|e| (e.index.clone(), e.id.clone()))
+                .collect();
+            let events: Vec<SourceEvent<'_>> = refs
+                .iter()
+                .map(|(index, id)| SourceEvent {
+                    index,
+                    id,
+                    source: &Value::Null,
+                })
+                .collect();
+            let shell = alert::shell_id(&w.rule.uuid, &events);
+            let blocks = alert::building_block_ids(&w.rule.uuid, &events);
+            (refs, shell, blocks)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_field_the_alerts_index_refuses_is_removed_and_the_alert_written_without_it() {
+    let w = World::new(minutes(20), 21, |_| {});
+    let now = at(T0 + minutes(20));
+    let sequences = expected_sequences(&w, now - Span::minutes(9), now);
+    let (index, id) = sequences[0].0[0].clone();
+    // A field outside ECS (so the ECS check keeps it) that the alerts index maps as long.
+    let mut source = w.fake.doc(&index, &id).unwrap();
+    source["npm_audit"] = serde_json::json!({"count": "lots", "level": "high"});
+    w.fake.put(&index, &id, source);
+    w.fake.map_long("npm_audit.count");
+
+    let r = w.run(RunPlan::scheduled(now)).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(w.shells(), w.expected_shells(now - Span::minutes(9), now));
+    let block = w.fake.doc(&w.alerts_index(), &sequences[0].2[0]).unwrap();
+    assert_eq!(block["npm_audit"], serde_json::json!({"level": "high"}));
+    assert_eq!(r.doc.counts.alert_fields_removed, 1);
+    assert!(
+        r.doc
+            .warnings
+            .iter()
+            .any(|m| m.starts_with("field npm_audit.count was removed from 1 alert(s)")),
+        "{:?}",
+        r.doc.warnings
+    );
+}
+
+#[tokio::test]
+async fn a_sequence_refused_for_good_is_written_not_at_all_and_every_other_in_full() {
+    let w = World::new(minutes(20), 22, |_| {});
+    let now = at(T0 + minutes(20));
+    let sequences = expected_sequences(&w, now - Span::minutes(9), now);
+    assert!(sequences.len() >= 3, "{}", sequences.len());
+    // One sequence's second building block, another's shell: refused with no field named.
+    let (_, bad_block_shell, bad_blocks) = &sequences[0];
+    let (_, bad_shell, bad_shell_blocks) = &sequences[1];
+    w.fake.refuse_unparseable(&bad_blocks[1]);
+    w.fake.refuse_unparseable(bad_shell);
+
+    let r = w.run(RunPlan::scheduled(now)).await;
+    match &r.error {
+        Some(RunError::AlertRefused {
+            sequences, status, ..
+        }) => {
+            assert_eq!((*sequences, *status), (2, 400));
+        }
+        other => panic!("{other:?}"),
+    }
+    let written = w.fake.docs(&w.alerts_index());
+    for id in std::iter::once(bad_block_shell)
+        .chain(bad_blocks)
+        .chain(std::iter::once(bad_shell))
+        .chain(bad_shell_blocks)
+    {
+        assert!(
+            !written.contains_key(id),
+            "{id} of a refused sequence stayed"
+        );
+    }
+    for (_, shell, blocks) in &sequences[2..] {
+        assert!(written.contains_key(shell));
+        assert!(blocks.iter().all(|b| written.contains_key(b)));
+    }
+    assert_eq!(written.len(), 3 * (sequences.len() - 2));
+    assert_eq!(r.doc.counts.alerts_created, sequences.len() as u64 - 2);
+    assert_eq!(
+        r.doc.counts.building_blocks_created,
+        2 * (sequences.len() as u64 - 2)
+    );
+    assert!(
+        w.checkpoint().is_none(),
+        "a run with a refused sequence does not move the checkpoint"
+    );
+    // The next run writes nothing new and fails again on the same sequences.
+    let again = w.run(RunPlan::scheduled(now)).await;
+    assert!(matches!(
+        again.error,
+        Some(RunError::AlertRefused { sequences: 2, .. })
+    ));
+    assert_eq!(again.doc.counts.alerts_created, 0);
+    assert_eq!(w.fake.docs(&w.alerts_index()).len(), written.len());
 }

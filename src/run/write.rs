@@ -2,7 +2,7 @@
 //! latest `max_signals` new sequences are kept, their full events fetched, and their alerts
 //! written with `create`, a batch of whole sequences at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::DateTime;
@@ -12,8 +12,9 @@ use super::{iso, ms, PreparedRule, RunContext, RunError, RunLog, RunPlan};
 use crate::alert::{self, AlertKind, RunInfo, SourceEvent};
 use crate::cluster::BulkOptions;
 use crate::config::AlertTarget;
+use crate::ecs::RemovedField;
 use crate::engine::{Correlation, Detection};
-use crate::es::{BulkCreate, BulkOutcome, FetchedSource, IdLookup};
+use crate::es::{refused_field, BulkCreate, BulkOutcome, FetchedSource, IdLookup};
 use crate::state::{select_new, SequenceIds};
 
 /// Attempts of a bulk item refused with 429/5xx.
@@ -115,11 +116,12 @@ pub(super) async fn write_alerts(
         producer_version: env!("CARGO_PKG_VERSION"),
     };
     let target = ctx.config.alerts.write_target();
+    let mut refusals = Vec::new();
     for batch in new.write.chunks(WRITE_BATCH_SEQUENCES) {
         ctx.check_cancelled()?;
         let phase = Instant::now();
         let sources = enrich(ctx, found, batch, log).await?;
-        let ops = build_alerts(
+        let (sequences, dropped) = build_alerts(
             &target,
             rule,
             &run_info,
@@ -128,13 +130,25 @@ pub(super) async fn write_alerts(
             &sources,
             &new.existing,
         );
+        log.counts.source_values_dropped += dropped;
         drop(sources);
         log.durations.enrich_ms += ms(phase.elapsed());
         let phase = Instant::now();
-        write_batch(ctx, ops, new.lookup, log).await?;
+        refusals.extend(write_batch(ctx, sequences, new.lookup, log).await?);
         log.durations.write_ms += ms(phase.elapsed());
     }
-    Ok(())
+    // The other sequences are written; the run still fails, so the refused ones are tried again.
+    let refused_count = refusals.len();
+    match refusals.into_iter().next() {
+        None => Ok(()),
+        Some(first) => Err(RunError::AlertRefused {
+            id: first.id,
+            status: first.status,
+            error_type: first.error_type,
+            reason: first.reason,
+            sequences: refused_count,
+        }),
+    }
 }
 
 /// The full events of the sequences `batch` (indices into `found.detections`): the search read
@@ -185,14 +199,14 @@ async fn enrich(
     Ok(by_ref)
 }
 
-/// Bulk `create`s and which alert of its sequence each one is, side by side.
-#[derive(Default)]
-struct AlertOps {
-    ops: Vec<BulkCreate>,
-    kinds: Vec<AlertKind>,
+/// The alerts of one new sequence still to write (those that exist already are left out).
+struct SequenceWrite {
+    shell: Option<BulkCreate>,
+    blocks: Vec<BulkCreate>,
 }
 
-/// The alerts of the sequences `batch`, less those that exist already.
+/// The alerts of the sequences `batch`, less those that exist already, and how many source
+/// values the ECS check dropped. What it dropped is logged at debug level, as Kibana logs it.
 fn build_alerts(
     target: &str,
     rule: &PreparedRule,
@@ -201,8 +215,9 @@ fn build_alerts(
     batch: &[usize],
     sources: &HashMap<(String, String), Value>,
     existing: &HashSet<String>,
-) -> AlertOps {
-    let mut out = AlertOps::default();
+) -> (Vec<SequenceWrite>, u64) {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut dropped = 0;
     for &i in batch {
         let keys: Vec<(String, String)> = found.detections[i]
             .present_events()
@@ -216,68 +231,246 @@ fn build_alerts(
                 source: &sources[k],
             })
             .collect();
+        let mut sequence = SequenceWrite {
+            shell: None,
+            blocks: Vec::new(),
+        };
         for a in alert::build_sequence_alerts(&rule.info, run_info, &events) {
+            if !a.removed.is_empty() {
+                dropped += a.removed.len() as u64;
+                tracing::debug!(
+                    rule = %rule.info.rule_id,
+                    alert = %a.id,
+                    removed = %removed_json(&a.removed),
+                    "Following fields were removed from alert source as ECS non-compliant"
+                );
+            }
             if existing.contains(&a.id) {
                 continue;
             }
-            out.ops.push(BulkCreate::new(target, a.id, a.source));
-            out.kinds.push(a.kind);
+            let op = BulkCreate::new(target, a.id, a.source);
+            match a.kind {
+                AlertKind::Shell => sequence.shell = Some(op),
+                AlertKind::BuildingBlock => sequence.blocks.push(op),
+            }
         }
+        out.push(sequence);
     }
-    out
+    (out, dropped)
 }
 
-/// Writes `ops`, retrying only the items refused with 429/5xx, with exponential backoff and
-/// full jitter (a fixed schedule would make replicas throttled together retry together).
+fn removed_json(removed: &[RemovedField]) -> String {
+    Value::Array(
+        removed
+            .iter()
+            .map(|r| json!({"key": r.path, "value": r.value}))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// A sequence whose alerts could not all be written.
+struct Refusal {
+    id: String,
+    status: u16,
+    error_type: String,
+    reason: String,
+}
+
+/// What became of one `create`.
+enum Sent {
+    /// Written now (`created`) or found there already; `index` is the concrete index.
+    Written { created: bool, index: String },
+    /// Refused for good.
+    Refused(Refusal),
+}
+
+/// Writes the batch's alerts so that no shell is ever without its building blocks: building
+/// blocks first, then the shells of the sequences whose blocks were all written; the blocks of
+/// a sequence whose shell or any block was refused for good are deleted again. Sequences
+/// refused for good are returned; every other alert is written.
 async fn write_batch(
     ctx: &RunContext,
-    mut pending: AlertOps,
+    sequences: Vec<SequenceWrite>,
     lookup: IdLookup,
     log: &mut RunLog,
-) -> Result<(), RunError> {
+) -> Result<Vec<Refusal>, RunError> {
     let options = BulkOptions {
         refresh_wait_for: lookup == IdLookup::Searched,
         require_alias: ctx.config.alerts.target == AlertTarget::Kibana,
     };
-    let mut attempt = 0;
-    while !pending.ops.is_empty() {
-        attempt += 1;
-        let items = ctx
-            .cluster
-            .bulk_create(&pending.ops, options)
+    let mut blocks = Vec::new();
+    let mut owner = Vec::new();
+    let mut shells = Vec::with_capacity(sequences.len());
+    for (n, s) in sequences.into_iter().enumerate() {
+        owner.extend(std::iter::repeat_n(n, s.blocks.len()));
+        blocks.extend(s.blocks);
+        shells.push(s.shell);
+    }
+    let block_ids: Vec<String> = blocks.iter().map(|op| op.id.clone()).collect();
+    let block_results = send(ctx, blocks, options, log).await?;
+
+    let mut refused: Vec<Option<Refusal>> = shells.iter().map(|_| None).collect();
+    let mut written: Vec<Vec<(String, String)>> = shells.iter().map(|_| Vec::new()).collect();
+    let mut created_blocks = vec![0u64; shells.len()];
+    let mut conflicts = vec![0u64; shells.len()];
+    for ((n, id), result) in owner.iter().zip(block_ids).zip(block_results) {
+        match result {
+            Sent::Written { created, index } => {
+                written[*n].push((index, id));
+                if created {
+                    created_blocks[*n] += 1;
+                } else {
+                    conflicts[*n] += 1;
+                }
+            }
+            Sent::Refused(r) => {
+                refused[*n].get_or_insert(r);
+            }
+        }
+    }
+
+    let mut shell_owner = Vec::new();
+    let mut shell_ops = Vec::new();
+    for (n, shell) in shells.into_iter().enumerate() {
+        if let (Some(op), None) = (shell, &refused[n]) {
+            shell_owner.push(n);
+            shell_ops.push(op);
+        }
+    }
+    for (n, result) in shell_owner
+        .into_iter()
+        .zip(send(ctx, shell_ops, options, log).await?)
+    {
+        match result {
+            Sent::Written { created: true, .. } => log.counts.alerts_created += 1,
+            Sent::Written { created: false, .. } => conflicts[n] += 1,
+            Sent::Refused(r) => refused[n] = Some(r),
+        }
+    }
+
+    let mut orphans = Vec::new();
+    let mut refusals = Vec::new();
+    for (n, refusal) in refused.into_iter().enumerate() {
+        match refusal {
+            Some(r) => {
+                orphans.append(&mut written[n]);
+                refusals.push(r);
+            }
+            None => {
+                log.counts.building_blocks_created += created_blocks[n];
+                log.counts.write_conflicts += conflicts[n];
+            }
+        }
+    }
+    if !orphans.is_empty() {
+        ctx.cluster
+            .delete_docs(&orphans)
             .await
             .map_err(RunError::Write)?;
-        let mut retry = AlertOps::default();
-        let sent = pending.ops.into_iter().zip(pending.kinds);
-        for ((op, kind), item) in sent.zip(items) {
-            match item.outcome {
-                BulkOutcome::Created => match kind {
-                    AlertKind::Shell => log.counts.alerts_created += 1,
-                    AlertKind::BuildingBlock => log.counts.building_blocks_created += 1,
-                },
-                BulkOutcome::AlreadyExists => log.counts.write_conflicts += 1,
-                ref o if o.is_retryable() && attempt < WRITE_ATTEMPTS => {
-                    retry.ops.push(op);
-                    retry.kinds.push(kind);
+    }
+    Ok(refusals)
+}
+
+/// Most fields dropped from one alert to mend mapping refusals before it counts as refused
+/// for good.
+const MAX_FIELDS_DROPPED: u32 = 32;
+
+/// `create`s `ops` and returns what became of each, in order. Items refused with 429/5xx are
+/// sent again with exponential backoff and full jitter (a fixed schedule would make replicas
+/// throttled together retry together). An item refused by the index's mapping is sent again
+/// without the source field the refusal names, as Kibana would have stripped it, with a
+/// warning and a count.
+async fn send(
+    ctx: &RunContext,
+    ops: Vec<BulkCreate>,
+    options: BulkOptions,
+    log: &mut RunLog,
+) -> Result<Vec<Sent>, RunError> {
+    let mut slots: Vec<Option<BulkCreate>> = ops.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Sent>> = slots.iter().map(|_| None).collect();
+    let mut attempts = vec![0u32; slots.len()];
+    let mut dropped = vec![0u32; slots.len()];
+    let mut removals: BTreeMap<String, (u64, String, String)> = BTreeMap::new();
+    let mut pending: Vec<usize> = (0..slots.len()).collect();
+    while !pending.is_empty() {
+        let round: Vec<BulkCreate> = pending
+            .iter()
+            .map(|&i| slots[i].take().expect("a pending op is in its slot"))
+            .collect();
+        let items = ctx
+            .cluster
+            .bulk_create(&round, options)
+            .await
+            .map_err(RunError::Write)?;
+        let mut next = Vec::new();
+        let mut backoff = 0;
+        for ((i, mut op), item) in pending.iter().copied().zip(round).zip(items) {
+            attempts[i] += 1;
+            let outcome = item.outcome;
+            let field = match &outcome {
+                BulkOutcome::Failed {
+                    error_type, reason, ..
+                } => refused_field(error_type, reason).filter(|f| alert::is_source_field(f)),
+                _ => None,
+            };
+            match outcome {
+                BulkOutcome::Created | BulkOutcome::AlreadyExists => {
+                    results[i] = Some(Sent::Written {
+                        created: outcome == BulkOutcome::Created,
+                        index: item.index,
+                    });
+                    continue;
+                }
+                ref o if o.is_retryable() && attempts[i] < WRITE_ATTEMPTS => {
+                    backoff = backoff.max(attempts[i]);
                 }
                 BulkOutcome::Failed {
                     status,
                     error_type,
                     reason,
                 } => {
-                    return Err(RunError::AlertRefused {
-                        id: item.id,
-                        status,
-                        error_type,
-                        reason,
-                    })
+                    let mended = field
+                        .filter(|_| dropped[i] < MAX_FIELDS_DROPPED)
+                        .filter(|f| {
+                            op.document
+                                .as_object_mut()
+                                .is_some_and(|doc| alert::remove_field(doc, f) > 0)
+                        });
+                    let Some(field) = mended else {
+                        results[i] = Some(Sent::Refused(Refusal {
+                            id: item.id,
+                            status,
+                            error_type,
+                            reason,
+                        }));
+                        continue;
+                    };
+                    dropped[i] += 1;
+                    log.counts.alert_fields_removed += 1;
+                    let entry = removals
+                        .entry(field)
+                        .or_insert_with(|| (0, op.id.clone(), error_type.clone() + ": " + &reason));
+                    entry.0 += 1;
                 }
             }
+            slots[i] = Some(op);
+            next.push(i);
         }
-        if !retry.ops.is_empty() {
-            tokio::time::sleep(ctx.cluster.retry_backoff(attempt)).await;
+        if backoff > 0 {
+            tokio::time::sleep(ctx.cluster.retry_backoff(backoff)).await;
         }
-        pending = retry;
+        pending = next;
     }
-    Ok(())
+    for (field, (count, example, why)) in removals {
+        let why: String = why.chars().take(300).collect();
+        tracing::warn!(%field, alerts = count, %example, "source field removed from alerts the alerts index refused");
+        log.warnings.push(format!(
+            "field {field} was removed from {count} alert(s) (e.g. {example}) and they were written without it: the alerts index refused it ({why})"
+        ));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every op ends written or refused"))
+        .collect())
 }
