@@ -199,6 +199,15 @@ pub enum BrokenInvariant {
         /// The alert's position.
         alert: usize,
     },
+    /// [`alert_build`]: stripping an alert again drops more than its own `kibana.*` fields, so
+    /// building it let through a value that does not fit ECS.
+    #[error("alert {alert} still carries {path}, which stripping it again drops")]
+    NotEcsCompliant {
+        /// The alert's position.
+        alert: usize,
+        /// Where the value is.
+        path: String,
+    },
     /// [`scan_json`]: the scanner read a text that serde_json refuses (outside any `_source`
     /// it only delimited and that is unreadable on its own).
     #[error("the scanner read a {what} that serde_json refuses: {error}")]
@@ -348,6 +357,11 @@ const NAMES: &[&str] = &[
     "event.type",
     "source",
     "ip",
+    "pid",
+    "user",
+    "start",
+    "kibana",
+    "data_stream",
     "n",
     "x",
     "",
@@ -929,6 +943,14 @@ pub fn alert_build(data: &[u8]) -> Result<(), BrokenInvariant> {
             .map_err(|error| BrokenInvariant::RoundTripUnreadable { alert: i, error })?;
         if back != doc.source {
             return Err(BrokenInvariant::RoundTripChanged { alert: i });
+        }
+        // Stripping an alert again may only drop the alert's own `kibana.*` namespace.
+        let again = crate::ecs::strip_for_alert(&doc.source);
+        if let Some(r) = again.removed.iter().find(|r| !r.path.starts_with("kibana")) {
+            return Err(BrokenInvariant::NotEcsCompliant {
+                alert: i,
+                path: r.path.clone(),
+            });
         }
     }
     Ok(())
