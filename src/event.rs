@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+pub mod answer;
 pub mod scan;
 
 /// The values of one field in one document, flattened the way Elasticsearch indexes them.

@@ -7,13 +7,11 @@
 //! no-panic rule; the harnesses turn an `Err` into a crash. A panic inside the code
 //! under test is, of course, a finding too.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use chrono::DateTime;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Number, Value};
 
 use crate::alert::{self, RuleInfo, RunInfo, SourceEvent};
@@ -26,6 +24,7 @@ use crate::eql::ast::Span;
 use crate::eql::eval::{CompiledFilter, EvalOptions};
 use crate::eql::functions::EvalError;
 use crate::eql::{self, ast, pushdown, SourceOrigin};
+use crate::event::answer::{AnswerHit, AnswerShards, SearchAnswer};
 use crate::event::scan::{
     first_sort_value, scan_hit_line, scan_search_page, HitDecode, HitParts, PageParts,
 };
@@ -956,47 +955,6 @@ pub fn alert_build(data: &[u8]) -> Result<(), BrokenInvariant> {
     Ok(())
 }
 
-/// The answer Elasticsearch sends for a point-in-time search, as serde_json reads it: the same
-/// fields, types and defaults as the paging's own serde reading (`es::detect`'s `PageAnswer`),
-/// the reference the scanner is held to.
-#[derive(serde::Deserialize)]
-struct RefAnswer<'a> {
-    pit_id: Option<String>,
-    #[serde(default)]
-    timed_out: bool,
-    #[serde(rename = "_shards", default)]
-    shards: RefShards,
-    #[serde(borrow)]
-    hits: RefHits<'a>,
-}
-
-#[derive(serde::Deserialize, Default, Debug, PartialEq)]
-struct RefShards {
-    #[serde(default)]
-    failed: u64,
-    #[serde(default)]
-    failures: Vec<Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct RefHits<'a> {
-    #[serde(default, borrow)]
-    hits: Vec<RefHit<'a>>,
-}
-
-/// One hit of an answer, or one line of an export.
-#[derive(serde::Deserialize)]
-struct RefHit<'a> {
-    #[serde(rename = "_index", borrow)]
-    index: Cow<'a, str>,
-    #[serde(rename = "_id", borrow)]
-    id: Cow<'a, str>,
-    #[serde(rename = "_source", borrow)]
-    source: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    sort: Option<&'a RawValue>,
-}
-
 /// A hit as read, by the scanner or by serde_json: what the paging and the replay use of it.
 #[derive(Debug, PartialEq)]
 struct HitReading {
@@ -1018,7 +976,7 @@ impl HitReading {
         }
     }
 
-    fn reference(hit: &RefHit<'_>) -> Self {
+    fn reference(hit: &AnswerHit<'_>) -> Self {
         HitReading {
             index: hit.index.to_string(),
             id: hit.id.to_string(),
@@ -1034,7 +992,7 @@ impl HitReading {
 struct PageReading {
     pit_id: Option<String>,
     timed_out: bool,
-    shards: RefShards,
+    shards: AnswerShards,
     hits: Vec<HitReading>,
 }
 
@@ -1044,8 +1002,8 @@ impl PageReading {
     /// so `None`: the scanner did not decide).
     fn scanned(text: &str, page: &PageParts) -> Option<Self> {
         let shards = match &page.shards {
-            Some(r) => serde_json::from_str::<RefShards>(&text[r.clone()]).ok()?,
-            None => RefShards::default(),
+            Some(r) => serde_json::from_str::<AnswerShards>(&text[r.clone()]).ok()?,
+            None => AnswerShards::default(),
         };
         Some(PageReading {
             pit_id: page.pit_id.clone(),
@@ -1060,7 +1018,7 @@ impl PageReading {
     }
 
     fn reference(text: &str) -> Result<Self, serde_json::Error> {
-        let answer: RefAnswer<'_> = serde_json::from_str(text)?;
+        let answer: SearchAnswer<'_> = serde_json::from_str(text)?;
         Ok(PageReading {
             pit_id: answer.pit_id,
             timed_out: answer.timed_out,
@@ -1437,7 +1395,7 @@ fn check_line(text: &str) -> Result<(), BrokenInvariant> {
     // One level down: the line's object.
     let unreadable = unreadable_sources(text, std::slice::from_ref(&hit), 1);
     let text_patched = patched(text, &unreadable);
-    match serde_json::from_str::<RefHit<'_>>(text) {
+    match serde_json::from_str::<AnswerHit<'_>>(text) {
         Ok(reference) => {
             let reference = HitReading::reference(&reference);
             if scanned != reference {
@@ -1452,7 +1410,7 @@ fn check_line(text: &str) -> Result<(), BrokenInvariant> {
             if unreadable.is_empty() {
                 return Err(BrokenInvariant::ScannerReadsRefused { what: WHAT, error });
             }
-            let reference = serde_json::from_str::<RefHit<'_>>(&text_patched)
+            let reference = serde_json::from_str::<AnswerHit<'_>>(&text_patched)
                 .map_err(|error| BrokenInvariant::ScannerReadsRefused { what: WHAT, error })?;
             let reference = HitReading::reference(&reference);
             let scanned = hit_patched(&hit, &unreadable, HitReading::scanned(text, &hit));

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use elasticsearch::http::Method;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{check_name, judge, EsClient, EsError};
 use crate::eql::value::{FieldType, FieldTypes};
+use crate::event::answer::{AnswerShards, SearchAnswer};
 use crate::event::scan::{first_sort_value, scan_search_page, HitDecode, HitParts, TextPart};
 use crate::event::{FieldPlan, SourceError, StoredSpan};
 
@@ -30,43 +30,6 @@ pub struct RawHit {
     pub source_error: Option<String>,
     /// The sort values, for `search_after`.
     pub sort: Value,
-}
-
-#[derive(serde::Deserialize)]
-struct PageAnswer<'a> {
-    pit_id: Option<String>,
-    #[serde(default)]
-    timed_out: bool,
-    #[serde(rename = "_shards", default)]
-    shards: PageShards,
-    #[serde(borrow)]
-    hits: PageHits<'a>,
-}
-
-#[derive(serde::Deserialize, Default, Debug, PartialEq)]
-struct PageShards {
-    #[serde(default)]
-    failed: u64,
-    #[serde(default)]
-    failures: Vec<Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct PageHits<'a> {
-    #[serde(default, borrow)]
-    hits: Vec<PageHit<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct PageHit<'a> {
-    #[serde(rename = "_index", borrow)]
-    index: Cow<'a, str>,
-    #[serde(rename = "_id", borrow)]
-    id: Cow<'a, str>,
-    #[serde(rename = "_source", borrow)]
-    source: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    sort: Option<&'a RawValue>,
 }
 
 /// One page of a point-in-time search, kept as the response text: each hit's `_source`
@@ -155,8 +118,8 @@ fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, serde_jso
     });
     if let Some(page) = scan_search_page(text, decode) {
         let shards = match &page.shards {
-            Some(r) => serde_json::from_str::<PageShards>(&text[r.clone()]).ok(),
-            None => Some(PageShards::default()),
+            Some(r) => serde_json::from_str::<AnswerShards>(&text[r.clone()]).ok(),
+            None => Some(AnswerShards::default()),
         };
         if let Some(shards) = shards {
             let values = decoded
@@ -180,14 +143,14 @@ fn read_page(text: &str, plan: Option<&FieldPlan>) -> Result<ReadPage, serde_jso
 struct ReadPage {
     pit_id: Option<String>,
     timed_out: bool,
-    shards: PageShards,
+    shards: AnswerShards,
     hits: Vec<HitParts>,
     values: Vec<(u16, StoredSpan)>,
 }
 
 /// [`read_page`] by serde alone: the reference the scanner is held to.
 fn read_page_serde(text: &str) -> Result<ReadPage, serde_json::Error> {
-    let answer: PageAnswer<'_> = serde_json::from_str(text)?;
+    let answer: SearchAnswer<'_> = serde_json::from_str(text)?;
     let hits = answer
         .hits
         .hits
