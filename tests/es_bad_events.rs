@@ -24,8 +24,8 @@ use seqwatch::es::EsAuth;
 use seqwatch::state::{RunDoc, RunStatus};
 
 use fixture::{
-    at_ms, expected_shells, install_sequence, minutes, run_at, JobFixture, ProcessStart, Sensor,
-    TruthEvent, TruthSequence,
+    at_ms, expected_shells, install_sequence, minutes, rule_fields_mapping, run_at, JobFixture,
+    ProcessStart, Sensor, TruthEvent, TruthSequence,
 };
 
 /// 2026-11-18T06:13:20Z plus an hour: every planted event lies a few seconds after it.
@@ -93,46 +93,6 @@ fn put_raw(index: &str, id: &str, body: &str) {
         out.status.success() && (status == "201" || status == "200"),
         "storing {index}/{id} failed: HTTP {status}"
     );
-}
-
-/// Installs a test-only index template (priority above the source templates' 150) so the
-/// node stores, for `pattern`, what the normal mapping would refuse or index differently.
-async fn template(fx: &JobFixture, name: &str, pattern: &str, mappings: Value) {
-    fx.es
-        .put_index_template(
-            name,
-            &json!({
-                "index_patterns": [pattern],
-                "priority": 500,
-                "template": {
-                    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}},
-                    "mappings": mappings,
-                }
-            }),
-        )
-        .await
-        .expect("installing a test template");
-}
-
-/// The mapping of the rule's fields as Elastic Defend maps them, with `overrides` merged in.
-fn rule_fields_mapping(overrides: Value) -> Value {
-    let kw = json!({"type": "keyword", "ignore_above": 1024});
-    let mut m = json!({
-        "dynamic": false,
-        "properties": {
-            "@timestamp": {"type": "date"},
-            "event": {"properties": {"action": kw, "type": kw, "category": kw}},
-            "host": {"properties": {"id": kw, "os": {"properties": {"type": kw}}}},
-            "process": {"properties": {"name": kw, "args": kw, "entity_id": kw,
-                        "parent": {"properties": {"name": kw, "entity_id": kw}}}},
-        }
-    });
-    if let (Some(base), Some(extra)) = (m["properties"].as_object_mut(), overrides.as_object()) {
-        for (k, v) in extra {
-            base.insert(k.clone(), v.clone());
-        }
-    }
-    m
 }
 
 /// A Defend `exec` of `name` with `args` on `host`, as JSON text with `patch` applied.
@@ -222,19 +182,19 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     let defend = fx.defend.clone();
     let objects = format!("{}-objects", fx.defend);
     let lenient = format!("{}-lenient", fx.defend);
-    template(
-        &fx,
+    fx.install_test_template(
         &format!("{}-objects", fx.name),
         &format!("{objects}*"),
+        json!({}),
         rule_fields_mapping(json!({"host": {"properties": {
             "id": {"type": "object", "dynamic": true},
             "os": {"properties": {"type": {"type": "keyword"}}}}}})),
     )
     .await;
-    template(
-        &fx,
+    fx.install_test_template(
         &format!("{}-lenient", fx.name),
         &format!("{lenient}*"),
+        json!({}),
         rule_fields_mapping(json!({"@timestamp": {"type": "date", "ignore_malformed": true}})),
     )
     .await;

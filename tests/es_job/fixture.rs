@@ -296,6 +296,33 @@ impl JobFixture {
             .expect("refresh");
     }
 
+    /// Installs a test-only index template (priority above the source templates' 150) so the
+    /// node stores, for `pattern`, what the normal mapping would refuse or index differently;
+    /// `settings` are index settings merged over one shard and `0-1` replicas.
+    pub async fn install_test_template(
+        &self,
+        name: &str,
+        pattern: &str,
+        settings: Value,
+        mappings: Value,
+    ) {
+        let mut index_settings = json!({"number_of_shards": 1, "auto_expand_replicas": "0-1"});
+        if let (Some(base), Some(extra)) = (index_settings.as_object_mut(), settings.as_object()) {
+            base.extend(extra.clone());
+        }
+        self.es
+            .put_index_template(
+                name,
+                &json!({
+                    "index_patterns": [pattern],
+                    "priority": 500,
+                    "template": {"settings": {"index": index_settings}, "mappings": mappings}
+                }),
+            )
+            .await
+            .expect("installing a test template");
+    }
+
     /// Every alert in `index`, by `_id` (= `kibana.alert.uuid`).
     pub async fn alerts_in(&self, index: &str) -> BTreeMap<String, Value> {
         // Runs write alerts without waiting for a refresh (deduplication reads them in real
@@ -511,4 +538,26 @@ pub fn install_sequence(
         ],
     };
     (docs, truth)
+}
+
+/// The mapping of the rule's fields as Elastic Defend maps them (`dynamic: false`, so anything
+/// else stays in `_source` unindexed), with `overrides` merged in.
+pub fn rule_fields_mapping(overrides: Value) -> Value {
+    let kw = json!({"type": "keyword", "ignore_above": 1024});
+    let mut m = json!({
+        "dynamic": false,
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "event": {"properties": {"action": kw, "type": kw, "category": kw}},
+            "host": {"properties": {"id": kw, "os": {"properties": {"type": kw}}}},
+            "process": {"properties": {"name": kw, "args": kw, "entity_id": kw,
+                        "parent": {"properties": {"name": kw, "entity_id": kw}}}},
+        }
+    });
+    if let (Some(base), Some(extra)) = (m["properties"].as_object_mut(), overrides.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    m
 }
