@@ -299,6 +299,7 @@ impl JobFixture {
     /// Installs a test-only index template (priority above the source templates' 150) so the
     /// node stores, for `pattern`, what the normal mapping would refuse or index differently;
     /// `settings` are index settings merged over one shard and `0-1` replicas.
+    #[allow(dead_code)] // es_job itself installs none
     pub async fn install_test_template(
         &self,
         name: &str,
@@ -542,6 +543,7 @@ pub fn install_sequence(
 
 /// The mapping of the rule's fields as Elastic Defend maps them (`dynamic: false`, so anything
 /// else stays in `_source` unindexed), with `overrides` merged in.
+#[allow(dead_code)] // es_job itself installs none
 pub fn rule_fields_mapping(overrides: Value) -> Value {
     let kw = json!({"type": "keyword", "ignore_above": 1024});
     let mut m = json!({
