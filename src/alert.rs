@@ -133,6 +133,10 @@ impl RuleInfo {
     /// changed (for a prebuilt rule: installed and last upgraded). seqwatch installs nothing; the
     /// file's `[metadata] creation_date` and `updated_date` (midnight UTC) are the nearest stable
     /// equivalent, and without them the fields are left out.
+    ///
+    /// Text fields are whitespace-collapsed as detection-rules packages a rule for Kibana
+    /// (`nested_normalize` in `detection_rules/rule_formatter.py`): every string but the query
+    /// and the Markdown guides (`note`, `setup`) becomes its trimmed lines joined by spaces.
     pub fn from_rule(
         rule: &Rule,
         uuid: &str,
@@ -148,8 +152,8 @@ impl RuleInfo {
         RuleInfo {
             uuid: uuid.to_owned(),
             rule_id: rule.rule_id.clone(),
-            name: rule.name.clone(),
-            description: rule.description.clone(),
+            name: packaged_text(&rule.name),
+            description: packaged_text(&rule.description),
             severity: rule.severity.as_str().to_owned(),
             risk_score: u32::from(rule.risk_score),
             // Kibana's default when a rule names no version.
@@ -159,28 +163,23 @@ impl RuleInfo {
             max_signals,
             index: rule.index.clone(),
             query: rule.query_text.clone(),
-            tags: rule.tags.clone(),
-            references: rule.references.clone(),
-            author: rule.author.clone(),
-            license: rule.license.clone(),
-            threat: serde_json::to_value(&rule.threat).unwrap_or_else(|_| json!([])),
-            false_positives: details.false_positives.clone(),
+            tags: packaged_texts(&rule.tags),
+            references: packaged_texts(&rule.references),
+            author: packaged_texts(&rule.author),
+            license: rule.license.as_deref().map(packaged_text),
+            threat: packaged_json(&rule.threat),
+            false_positives: packaged_texts(&details.false_positives),
             timestamp_override: rule.timestamp_override.clone(),
             tiebreaker_field: rule.tiebreaker_field.clone(),
             event_category_override: rule.event_category_override.clone(),
             note: details.note.clone(),
             setup: details.setup.clone().unwrap_or_default(),
-            related_integrations: serde_json::to_value(&details.related_integrations)
-                .unwrap_or_else(|_| json!([])),
-            required_fields: serde_json::to_value(&details.required_fields)
-                .unwrap_or_else(|_| json!([])),
-            investigation_fields: details
-                .investigation_fields
-                .as_ref()
-                .and_then(|f| serde_json::to_value(f).ok()),
+            related_integrations: packaged_json(&details.related_integrations),
+            required_fields: packaged_json(&details.required_fields),
+            investigation_fields: details.investigation_fields.as_ref().map(packaged_json),
             building_block_type: details.building_block_type.clone(),
             timeline_id: details.timeline_id.clone(),
-            timeline_title: details.timeline_title.clone(),
+            timeline_title: details.timeline_title.as_deref().map(packaged_text),
             source,
             created_at: midnight(details.creation_date),
             updated_at: midnight(details.updated_date),
@@ -239,6 +238,65 @@ impl RuleInfo {
         put("tiebreaker_field", json!(self.tiebreaker_field));
         Value::Object(p)
     }
+}
+
+/// detection-rules' `cleanup_whitespace`: `" ".join(line.strip() for line in
+/// val.strip().splitlines())`, with Python's whitespace and line breaks.
+fn packaged_text(text: &str) -> String {
+    // Python's `str.isspace` also counts the separators U+001C..U+001F.
+    let is_space = |c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c);
+    let is_break = |c: char| {
+        matches!(
+            c,
+            '\n' | '\r'
+                | '\u{0b}'
+                | '\u{0c}'
+                | '\u{1c}'
+                | '\u{1d}'
+                | '\u{1e}'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+    };
+    let trimmed = text.trim_matches(is_space);
+    if trimmed.is_empty() {
+        return String::new();
+    }
+    let mut lines = Vec::new();
+    let mut rest = trimmed;
+    while let Some(at) = rest.find(is_break) {
+        lines.push(rest[..at].trim_matches(is_space));
+        // `splitlines` takes `\r\n` as one break.
+        let width = if rest[at..].starts_with("\r\n") {
+            2
+        } else {
+            rest[at..].chars().next().map_or(1, char::len_utf8)
+        };
+        rest = &rest[at + width..];
+    }
+    lines.push(rest.trim_matches(is_space));
+    lines.join(" ")
+}
+
+/// [`packaged_text`] of each string.
+fn packaged_texts(texts: &[String]) -> Vec<String> {
+    texts.iter().map(|t| packaged_text(t)).collect()
+}
+
+/// `value` as JSON with [`packaged_text`] applied to every string in it (the structures it is
+/// used on hold no query and no guide).
+fn packaged_json<T: serde::Serialize + ?Sized>(value: &T) -> Value {
+    fn walk(v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(packaged_text(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(walk).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, walk(v))).collect()),
+            other => other,
+        }
+    }
+    // Only the rule's own types come here, and they always serialise.
+    serde_json::to_value(value).map(walk).unwrap_or(Value::Null)
 }
 
 /// Per-run facts stamped on every alert of the run.
@@ -1077,7 +1135,7 @@ mod tests {
         ]);
         let keyword = |name: &str| json!({"name": name, "type": "keyword", "ecs": true});
         let want = json!({
-            "description": builtin.description,
+            "description": "Flags a Node.js \"install\" process that starts a child process within ten seconds on the same Linux host. Package managers run a package's preinstall/postinstall scripts this way, and malicious packages use those scripts to run code on developer and build machines.",
             "risk_score": 47,
             "severity": "medium",
             "author": ["seqwatch"],
@@ -1112,6 +1170,25 @@ mod tests {
             let params = &doc.source["kibana.alert.rule.parameters"];
             assert_eq!(params, &want, "{}", doc.id);
             assert_eq!(first_null(params, "parameters"), None);
+        }
+    }
+
+    /// What Python's `" ".join(line.strip() for line in s.strip().splitlines())` gives.
+    #[test]
+    fn text_is_collapsed_as_detection_rules_packages_it() {
+        for (text, want) in [
+            ("", ""),
+            ("\n \n", ""),
+            ("one line", "one line"),
+            ("\n  Flags a\n  process.\n", "Flags a process."),
+            ("a\n\nb", "a  b"),
+            ("a\r\nb\rc", "a b c"),
+            ("a \t\u{0b}b\u{0c}c\u{1c}d", "a b c d"),
+            ("a\u{85}b\u{2028}c\u{2029}d", "a b c d"),
+            ("  keep  inner  spaces ", "keep  inner  spaces"),
+            ("\u{1f}x\u{a0}", "x"),
+        ] {
+            assert_eq!(packaged_text(text), want, "{text:?}");
         }
     }
 
