@@ -206,3 +206,22 @@ pub async fn check_privileges(ctx: &RunContext, rule: &PreparedRule) -> Result<(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rules.prebuilt` decides, by `rule_id`, whether alerts call the rule Elastic's.
+    #[test]
+    fn rules_prebuilt_marks_a_rule_as_elastics() {
+        let mut config = Config::default();
+        let custom = PreparedRule::prepare(Rule::builtin().unwrap(), &config).unwrap();
+        assert_eq!(custom.info.source, RuleSource::Custom);
+        assert_eq!(custom.info.parameters()["immutable"], false);
+
+        config.rules.prebuilt = vec![custom.rule.rule_id.clone()];
+        let prebuilt = PreparedRule::prepare(Rule::builtin().unwrap(), &config).unwrap();
+        assert_eq!(prebuilt.info.source, RuleSource::ElasticPrebuilt);
+        assert_eq!(prebuilt.info.parameters()["immutable"], true);
+    }
+}
