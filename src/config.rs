@@ -289,6 +289,10 @@ impl Default for EsConfig {
 pub struct RulesConfig {
     /// Rule files (detection-rules TOML) or folders of them. Empty: the built-in rule.
     pub paths: Vec<PathBuf>,
+    /// `rule_id`s of Elastic's prebuilt rules, unmodified: their alerts say `immutable: true`
+    /// and `rule_source: external`, as Kibana's do for an installed prebuilt rule. Every other
+    /// rule is custom (`immutable: false`, `rule_source: internal`).
+    pub prebuilt: Vec<String>,
     /// Rule uuid (Kibana's saved-object id, hashed into alert ids) per `rule_id`. A rule not
     /// listed uses its `rule_id`.
     pub uuids: BTreeMap<String, String>,
@@ -343,7 +347,13 @@ pub struct AlertsConfig {
     pub index: String,
     /// Kibana space for `target = "kibana"`.
     pub kibana_space: String,
+    /// The Kibana version the alerts are written for: every alert's `kibana.version`.
+    pub kibana_version: String,
 }
+
+/// The newest Kibana version whose alerts seqwatch's follow; the Elasticsearch version the tests
+/// pin, and the stack of the compose example.
+pub const DEFAULT_KIBANA_VERSION: &str = "9.5.0";
 
 impl Default for AlertsConfig {
     fn default() -> Self {
@@ -351,6 +361,7 @@ impl Default for AlertsConfig {
             target: AlertTarget::Seqwatch,
             index: ".seqwatch-alerts-default".into(),
             kibana_space: "default".into(),
+            kibana_version: DEFAULT_KIBANA_VERSION.into(),
         }
     }
 }
@@ -561,6 +572,18 @@ impl Config {
                 "must be one concrete index or alias name".into(),
             );
         }
+        if !is_version(&self.alerts.kibana_version) {
+            invalid(
+                "alerts.kibana_version",
+                format!(
+                    "{:?} is not a Kibana version like {DEFAULT_KIBANA_VERSION} (major.minor.patch, optionally -suffix)",
+                    self.alerts.kibana_version
+                ),
+            );
+        }
+        if self.rules.prebuilt.iter().any(|id| id.trim().is_empty()) {
+            invalid("rules.prebuilt", "lists an empty rule_id".into());
+        }
         if self.state.index.is_empty() || self.state.index.contains(['*', ',', ' ']) {
             invalid("state.index", "must be one concrete index name".into());
         }
@@ -609,6 +632,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `major.minor.patch` with an optional `-suffix` (`9.5.0`, `9.5.0-SNAPSHOT`): what Kibana's
+/// `kibana.version` holds, and what Elasticsearch's `version` field type orders as a release.
+fn is_version(text: &str) -> bool {
+    let (release, suffix) = match text.split_once('-') {
+        Some((release, suffix)) => (release, Some(suffix)),
+        None => (text, None),
+    };
+    let numbers: Vec<&str> = release.split('.').collect();
+    numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && suffix.is_none_or(|s| {
+            !s.is_empty()
+                && s.split('.').all(|part| {
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        })
 }
 
 /// Credentials, kept apart from [`Config`] so that serialising or printing the configuration can
@@ -811,6 +854,69 @@ mod tests {
         assert!(c.validate().unwrap_err()[0]
             .to_string()
             .starts_with("elasticsearch.url: is not a valid URL"));
+    }
+
+    #[test]
+    fn kibana_version_is_a_version_and_errors_name_the_key() {
+        assert_eq!(Config::default().alerts.kibana_version, "9.5.0");
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, "[alerts]\nkibana_version = \"8.19.21\"\n").unwrap();
+            assert_eq!(c.alerts.kibana_version, "8.19.21");
+            assert!(c.validate().is_ok());
+            jail.set_env("SEQWATCH_ALERTS__KIBANA_VERSION", "9.1.0-SNAPSHOT");
+            let c = load_in(jail, "").unwrap();
+            assert_eq!(c.alerts.kibana_version, "9.1.0-SNAPSHOT");
+            assert!(c.validate().is_ok());
+            Ok(())
+        });
+        for bad in ["9.5", "9.5.0.1", "v9.5.0", "9.x.0", "", "9.5.0-", "9.5.0 "] {
+            let mut c = Config::default();
+            c.alerts.kibana_version = bad.into();
+            let errs: Vec<String> = c
+                .validate()
+                .unwrap_err()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            assert_eq!(
+                errs,
+                [format!(
+                    "alerts.kibana_version: {bad:?} is not a Kibana version like 9.5.0 (major.minor.patch, optionally -suffix)"
+                )],
+                "{bad:?}"
+            );
+        }
+        // A bare number in the file is refused by type, naming the key and the file.
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[alerts]\nkibana_version = 9.5\n")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("alerts.kibana_version (") && err.contains("c.toml"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn prebuilt_lists_rule_ids() {
+        Jail::expect_with(|jail| {
+            let c = load_in(
+                jail,
+                "[rules]\nprebuilt = [\"0871a5d8-6b5f-4a12-a568-fd7bc05bd8db\"]\n",
+            )
+            .unwrap();
+            assert_eq!(c.rules.prebuilt, ["0871a5d8-6b5f-4a12-a568-fd7bc05bd8db"]);
+            assert!(c.validate().is_ok());
+            Ok(())
+        });
+        let mut c = Config::default();
+        c.rules.prebuilt = vec![" ".into()];
+        assert_eq!(
+            c.validate().unwrap_err()[0].to_string(),
+            "rules.prebuilt: lists an empty rule_id"
+        );
     }
 
     #[test]

@@ -867,12 +867,23 @@ fn alert_rule_info() -> RuleInfo {
         tags: vec!["a".into()],
         references: Vec::new(),
         author: vec!["Elastic".into()],
-        license: "Elastic License v2".into(),
+        license: Some("Elastic License v2".into()),
         threat: json!([]),
         false_positives: Vec::new(),
         timestamp_override: None,
         tiebreaker_field: None,
         event_category_override: None,
+        note: None,
+        setup: String::new(),
+        related_integrations: json!([]),
+        required_fields: json!([]),
+        investigation_fields: None,
+        building_block_type: None,
+        timeline_id: None,
+        timeline_title: None,
+        source: alert::RuleSource::Custom,
+        created_at: None,
+        updated_at: None,
     }
 }
 
@@ -901,7 +912,7 @@ pub fn alert_build(data: &[u8]) -> Result<(), BrokenInvariant> {
         now,
         space_id: "default",
         execution_uuid: "run",
-        producer_version: "fuzz",
+        kibana_version: "9.5.0",
     };
     let docs = alert::build_sequence_alerts(&rule, &run, &events);
     if docs.is_empty() {

@@ -5,15 +5,20 @@
 //! query (the query's offset inside the TOML string is mapped back to the file). Only EQL
 //! rules are accepted. Defaults follow Kibana: `interval` 5m, `max_signals` 100.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::eql::{self, ast, ParseError, SourceOrigin};
 
+/// Kibana's default look-back of a rule.
+const DEFAULT_FROM: &str = "now-6m";
 /// Kibana's default rule interval.
 const DEFAULT_INTERVAL: &str = "5m";
 /// Kibana's default `max_signals`.
@@ -23,6 +28,8 @@ const DEFAULT_MAX_SIGNALS: u32 = 100;
 const BUILTIN_RULE: &str = include_str!("../rules/nodejs-install-script.toml");
 /// Origin name used in errors about the built-in rule.
 const BUILTIN_ORIGIN: &str = "rules/nodejs-install-script.toml";
+/// Kibana's ECS field map, which decides the `ecs` flag of a required field.
+const KIBANA_ECS_FIELD_MAP: &str = include_str!("../mappings/kibana/ecs-field-map.json");
 
 /// A loaded, validated EQL detection rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +80,70 @@ pub struct Rule {
     pub tiebreaker_field: Option<String>,
     /// `[rule] event_category_override`.
     pub event_category_override: Option<String>,
+    /// What Kibana shows with the rule and writes into its alerts; the engine does not use it.
+    pub details: RuleDetails,
+}
+
+/// The parts of a rule that describe it rather than decide what it detects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleDetails {
+    /// `[rule] note`: the investigation guide (Markdown).
+    pub note: Option<String>,
+    /// `[rule] setup`: the setup guide (Markdown).
+    pub setup: Option<String>,
+    /// `[rule] false_positives`.
+    pub false_positives: Vec<String>,
+    /// `[[rule.related_integrations]]`, when the file carries them.
+    pub related_integrations: Vec<RelatedIntegration>,
+    /// `[[rule.required_fields]]`, when the file carries them.
+    pub required_fields: Vec<RequiredField>,
+    /// `[rule.investigation_fields]`.
+    pub investigation_fields: Option<InvestigationFields>,
+    /// `[rule] building_block_type` (`default` for a building-block rule).
+    pub building_block_type: Option<String>,
+    /// `[rule] timeline_id`: the Timeline template investigations open with.
+    pub timeline_id: Option<String>,
+    /// `[rule] timeline_title`.
+    pub timeline_title: Option<String>,
+    /// `[metadata] creation_date`.
+    pub creation_date: Option<NaiveDate>,
+    /// `[metadata] updated_date`.
+    pub updated_date: Option<NaiveDate>,
+    /// `[metadata] maturity` (`production`, `development`, `deprecated`); Kibana has no such field.
+    pub maturity: Option<String>,
+}
+
+/// An integration package the rule's data comes from (Kibana's `RelatedIntegration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelatedIntegration {
+    /// Package name, e.g. `endpoint`.
+    pub package: String,
+    /// Semver range of the package versions the rule works with, e.g. `^8.2.0`.
+    pub version: String,
+    /// The package's integration (policy template), when it has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
+}
+
+/// A field the rule's query needs (Kibana's `RequiredField`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequiredField {
+    /// Field name.
+    pub name: String,
+    /// Elasticsearch field type, e.g. `keyword`.
+    #[serde(rename = "type")]
+    pub field_type: String,
+    /// Whether ECS defines the field with this type. Computed as Kibana computes it on install
+    /// (`addEcsToRequiredFields`, `common/detection_engine/rule_management/utils.ts`): what a
+    /// file says is ignored.
+    pub ecs: bool,
+}
+
+/// Fields the alert flyout shows first (Kibana's `InvestigationFields`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvestigationFields {
+    /// The field names.
+    pub field_names: Vec<String>,
 }
 
 /// Rule severity, as Kibana spells it.
@@ -114,8 +185,9 @@ pub struct Threat {
     pub framework: String,
     /// The tactic, e.g. `TA0003 Persistence`.
     pub tactic: ThreatTactic,
-    /// Techniques under the tactic (may be empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Techniques under the tactic (may be empty). Always written, `[]` when empty: the
+    /// detection-rules packaging fills it in (`_post_dict_conversion`), so Kibana has it.
+    #[serde(default)]
     pub technique: Vec<ThreatTechnique>,
 }
 
@@ -187,6 +259,20 @@ pub enum RuleError {
         /// What the TOML reader said.
         message: String,
     },
+    /// A `[metadata]` field has a value we cannot use.
+    #[error("{origin}:{line}:{column}: [metadata].{field}: {message}")]
+    Metadata {
+        /// The file.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field under `[metadata]`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A field has a value we cannot use.
     #[error("{origin}:{line}:{column}: [rule].{field}: {message}")]
     Field {
@@ -227,10 +313,34 @@ fn join_errors(errors: &[RuleError]) -> String {
         .join("\n")
 }
 
-/// The TOML shape of a rule file; unknown keys (setup, note, metadata, …) are ignored.
+/// The TOML shape of a rule file; keys seqwatch does not use are ignored.
 #[derive(Deserialize)]
 struct RuleFile {
+    #[serde(default)]
+    metadata: RawMetadata,
     rule: RawRule,
+}
+
+#[derive(Default, Deserialize)]
+struct RawMetadata {
+    creation_date: Option<Spanned<String>>,
+    updated_date: Option<Spanned<String>>,
+    maturity: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRelatedIntegration {
+    package: Spanned<String>,
+    version: Spanned<String>,
+    integration: Option<Spanned<String>>,
+}
+
+/// A required field as a file writes it; its `ecs` flag, if any, is recomputed.
+#[derive(Deserialize)]
+struct RawRequiredField {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    field_type: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,7 +351,7 @@ struct RawRule {
     description: String,
     query: Spanned<String>,
     index: Option<Spanned<Vec<String>>>,
-    from: Spanned<String>,
+    from: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
     max_signals: Option<Spanned<i64>>,
     risk_score: Spanned<i64>,
@@ -262,6 +372,18 @@ struct RawRule {
     timestamp_override: Option<String>,
     tiebreaker_field: Option<String>,
     event_category_override: Option<String>,
+    note: Option<String>,
+    setup: Option<String>,
+    #[serde(default)]
+    false_positives: Vec<String>,
+    #[serde(default)]
+    related_integrations: Vec<RawRelatedIntegration>,
+    #[serde(default)]
+    required_fields: Vec<RawRequiredField>,
+    investigation_fields: Option<InvestigationFields>,
+    building_block_type: Option<String>,
+    timeline_id: Option<String>,
+    timeline_title: Option<String>,
 }
 
 impl Rule {
@@ -401,8 +523,14 @@ impl Rule {
             Some(index) => index.get_ref().clone(),
         };
 
-        let lookback = parse_from(raw.from.get_ref())
-            .map_err(|e| field_error("from", raw.from.span(), e.to_string()))?;
+        let (from, lookback) = match &raw.from {
+            None => (DEFAULT_FROM.to_string(), Duration::from_secs(360)),
+            Some(from) => (
+                from.get_ref().clone(),
+                parse_from(from.get_ref())
+                    .map_err(|e| field_error("from", from.span(), e.to_string()))?,
+            ),
+        };
         let (interval_text, interval) = match &raw.interval {
             None => (DEFAULT_INTERVAL.to_string(), Duration::from_secs(300)),
             Some(interval) => (
@@ -461,6 +589,72 @@ impl Rule {
             })?),
         };
 
+        let non_empty = |field: &'static str, value: &Spanned<String>| {
+            if value.get_ref().trim().is_empty() {
+                Err(field_error(
+                    field,
+                    value.span(),
+                    "has an empty value".into(),
+                ))
+            } else {
+                Ok(value.get_ref().clone())
+            }
+        };
+        let mut related_integrations = Vec::with_capacity(raw.related_integrations.len());
+        for entry in &raw.related_integrations {
+            related_integrations.push(RelatedIntegration {
+                package: non_empty("related_integrations", &entry.package)?,
+                version: non_empty("related_integrations", &entry.version)?,
+                integration: match &entry.integration {
+                    None => None,
+                    Some(integration) => Some(non_empty("related_integrations", integration)?),
+                },
+            });
+        }
+        let mut required_fields = Vec::with_capacity(raw.required_fields.len());
+        for entry in &raw.required_fields {
+            let name = non_empty("required_fields", &entry.name)?;
+            let field_type = non_empty("required_fields", &entry.field_type)?;
+            let ecs = ecs_field_type(&name) == Some(field_type.as_str());
+            required_fields.push(RequiredField {
+                name,
+                field_type,
+                ecs,
+            });
+        }
+        let metadata_date = |field: &'static str, value: &Option<Spanned<String>>| match value {
+            None => Ok(None),
+            Some(value) => parse_metadata_date(value.get_ref())
+                .map(Some)
+                .ok_or_else(|| {
+                    let pos = eql::error::line_col(text, value.span().start);
+                    RuleError::Metadata {
+                        origin: origin.to_string(),
+                        line: pos.line,
+                        column: pos.column,
+                        field,
+                        message: format!(
+                            "expected a date written YYYY/MM/DD (e.g. 2025/09/18), found \"{}\"",
+                            value.get_ref()
+                        ),
+                    }
+                }),
+        };
+        let details = RuleDetails {
+            note: raw.note,
+            setup: raw.setup,
+            false_positives: raw.false_positives,
+            related_integrations,
+            required_fields,
+            investigation_fields: raw.investigation_fields,
+            building_block_type: raw.building_block_type,
+            timeline_id: raw.timeline_id,
+            timeline_title: raw.timeline_title,
+            creation_date: metadata_date("creation_date", &file.metadata.creation_date)?,
+            updated_date: metadata_date("updated_date", &file.metadata.updated_date)?,
+            maturity: file.metadata.maturity,
+        };
+
         Ok(Rule {
             origin: origin.to_string(),
             name: raw.name,
@@ -469,7 +663,7 @@ impl Rule {
             query_text,
             query,
             index,
-            from: raw.from.into_inner(),
+            from,
             lookback,
             interval_text,
             interval,
@@ -485,8 +679,55 @@ impl Rule {
             timestamp_override: raw.timestamp_override,
             tiebreaker_field: raw.tiebreaker_field,
             event_category_override: raw.event_category_override,
+            details,
         })
     }
+}
+
+/// A detection-rules `[metadata]` date: `YYYY/MM/DD`, as its schema requires.
+fn parse_metadata_date(text: &str) -> Option<NaiveDate> {
+    let digits_at = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let shaped = text.len() == 10
+        && digits_at(0..4)
+        && digits_at(5..7)
+        && digits_at(8..10)
+        && text.as_bytes()[4] == b'/'
+        && text.as_bytes()[7] == b'/';
+    if !shaped {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y/%m/%d").ok()
+}
+
+/// The type Kibana's ECS field map gives `name`, if it has the field.
+fn ecs_field_type(name: &str) -> Option<&'static str> {
+    #[derive(Deserialize)]
+    struct FieldMap {
+        fields: HashMap<String, FieldEntry>,
+    }
+    #[derive(Deserialize)]
+    struct FieldEntry {
+        #[serde(rename = "type")]
+        field_type: String,
+    }
+    static TYPES: OnceLock<HashMap<String, String>> = OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            // Compiled in and read by the tests below; were it unreadable, no field would be ECS.
+            serde_json::from_str::<FieldMap>(KIBANA_ECS_FIELD_MAP)
+                .map(|map| {
+                    map.fields
+                        .into_iter()
+                        .map(|(name, entry)| (name, entry.field_type))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .get(name)
+        .map(String::as_str)
 }
 
 /// Renders a query parse error so that it points into the TOML file.
@@ -714,5 +955,145 @@ mod tests {
             message(parse_from("now-999999999999999999d")),
             "duration 999999999999999999d is too large in \"now-999999999999999999d\""
         );
+    }
+
+    /// A minimal rule with `{metadata}` and `{extra}` `[rule]` lines filled in.
+    fn rule_text(metadata: &str, extra: &str) -> String {
+        format!(
+            "[metadata]\n{metadata}\n[rule]\nname = \"r\"\nrule_id = \"id-1\"\ntype = \"eql\"\nrisk_score = 47\nseverity = \"medium\"\nindex = [\"logs-*\"]\n{extra}query = '''\nprocess where true\n'''\n"
+        )
+    }
+
+    #[test]
+    fn metadata_dates_and_kibana_defaults() {
+        let rule = Rule::from_toml_str(
+            &rule_text(
+                "creation_date = \"2020/03/25\"\nupdated_date = \"2026/04/22\"\nmaturity = \"production\"",
+                "",
+            ),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            rule.details.creation_date,
+            NaiveDate::from_ymd_opt(2020, 3, 25)
+        );
+        assert_eq!(
+            rule.details.updated_date,
+            NaiveDate::from_ymd_opt(2026, 4, 22)
+        );
+        assert_eq!(rule.details.maturity.as_deref(), Some("production"));
+        // No `from`: Kibana's `RULE_DEFAULTS.from`.
+        assert_eq!(rule.from, "now-6m");
+        assert_eq!(rule.lookback, Duration::from_secs(360));
+        assert_eq!(
+            rule.details,
+            RuleDetails {
+                creation_date: rule.details.creation_date,
+                updated_date: rule.details.updated_date,
+                maturity: rule.details.maturity.clone(),
+                ..RuleDetails::default()
+            }
+        );
+
+        let bare = Rule::from_toml_str(&rule_text("", ""), "x.toml").unwrap();
+        assert_eq!(bare.details, RuleDetails::default());
+    }
+
+    #[test]
+    fn bad_metadata_and_details_name_their_place() {
+        // `tables` go after the query, where a file may open sub-tables of `[rule]`.
+        let message = |metadata: &str, tables: &str| {
+            Rule::from_toml_str(&(rule_text(metadata, "") + tables), "x.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            message("creation_date = \"2020-03-25\"", ""),
+            "x.toml:2:17: [metadata].creation_date: expected a date written YYYY/MM/DD (e.g. 2025/09/18), found \"2020-03-25\""
+        );
+        assert_eq!(
+            message("updated_date = \"2026/02/30\"", ""),
+            "x.toml:2:16: [metadata].updated_date: expected a date written YYYY/MM/DD (e.g. 2025/09/18), found \"2026/02/30\""
+        );
+        assert_eq!(
+            message(
+                "",
+                "[[rule.related_integrations]]\npackage = \" \"\nversion = \"^1.0.0\"\n"
+            ),
+            "x.toml:14:11: [rule].related_integrations: has an empty value"
+        );
+        assert!(
+            message("", "[[rule.required_fields]]\nname = \"process.name\"\n")
+                .starts_with("x.toml:13:1: missing field `type`"),
+            "a required field without a type is refused at its place"
+        );
+    }
+
+    /// The built-in rule lists as required exactly the fields its query reads, and Kibana's
+    /// ECS map knows each of them with that type.
+    #[test]
+    fn builtin_required_fields_are_the_querys_fields() {
+        fn walk(e: &ast::Expr, out: &mut std::collections::BTreeSet<String>) {
+            use ast::ExprKind as K;
+            match &e.kind {
+                K::Field(f) => {
+                    out.insert(f.path.clone());
+                }
+                K::Literal(_) => {}
+                K::Not(x) | K::Neg(x) => walk(x, out),
+                K::And(a, b) | K::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                K::Compare { left, right, .. } | K::Arith { left, right, .. } => {
+                    walk(left, out);
+                    walk(right, out);
+                }
+                K::In { value, list, .. } => {
+                    walk(value, out);
+                    list.iter().for_each(|x| walk(x, out));
+                }
+                K::Pattern { value, .. } => walk(value, out),
+                K::Call { args, .. } => args.iter().for_each(|x| walk(x, out)),
+            }
+        }
+        let rule = Rule::builtin().unwrap();
+        let ast::Query::Sequence(seq) = &rule.query else {
+            panic!("the built-in rule is a sequence");
+        };
+        let mut fields = std::collections::BTreeSet::new();
+        for key in &seq.by {
+            fields.insert(key.field.path.clone());
+        }
+        for stage in &seq.stages {
+            walk(&stage.filter.condition, &mut fields);
+            for key in &stage.keys {
+                fields.insert(key.field.path.clone());
+            }
+        }
+        let required: Vec<&str> = rule
+            .details
+            .required_fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            required,
+            fields.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        for field in &rule.details.required_fields {
+            assert!(field.ecs, "{} is an ECS {}", field.name, field.field_type);
+        }
+    }
+
+    #[test]
+    fn kibanas_ecs_field_map_is_readable() {
+        assert_eq!(ecs_field_type("@timestamp"), Some("date"));
+        assert_eq!(ecs_field_type("process.name"), Some("keyword"));
+        assert_eq!(ecs_field_type("process.pid"), Some("long"));
+        // Kibana's map leaves out constant_keyword fields.
+        assert_eq!(ecs_field_type("data_stream.dataset"), None);
+        assert_eq!(ecs_field_type("custom.thing"), None);
     }
 }

@@ -164,6 +164,7 @@ fn rule_for(query: ast::Query, text: &str, name: &str, suite: &Suite, data: &Dat
         timestamp_override: None,
         tiebreaker_field: Some(suite.tiebreaker.to_string()),
         event_category_override: Some(data.event_category_field.clone()),
+        details: Default::default(),
     }
 }
 

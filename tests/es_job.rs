@@ -803,6 +803,7 @@ async fn alert_documents_read_back_have_kibanas_shape_field_by_field() {
                 ("kibana.alert.severity", json!("medium")),
                 ("kibana.alert.risk_score", json!(47)),
                 ("kibana.space_ids", json!(["default"])),
+                ("kibana.version", json!("9.5.0")),
                 ("kibana.alert.rule.uuid", json!(RULE_UUID)),
                 (
                     "kibana.alert.rule.rule_id",
@@ -828,6 +829,14 @@ async fn alert_documents_read_back_have_kibanas_shape_field_by_field() {
                 ("kibana.alert.rule.producer", json!("siem")),
                 ("kibana.alert.rule.execution.uuid", json!(run.run_id)),
                 ("kibana.alert.rule.execution.type", json!("scheduled")),
+                // The built-in rule file's own metadata (docs/alerts.md).
+                ("kibana.alert.rule.author", json!(["seqwatch"])),
+                ("kibana.alert.rule.immutable", json!(false)),
+                (
+                    "kibana.alert.rule.created_at",
+                    json!("2026-11-29T00:00:00.000Z"),
+                ),
+                ("kibana.alert.rule.parameters", rule.info.parameters()),
             ];
             for (field, want) in expect {
                 assert_eq!(doc.get(field), Some(&want), "{uuid}: {field}");

@@ -4,10 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::{RunContext, RunError};
-use crate::alert::RuleInfo;
+use crate::alert::{RuleInfo, RuleSource};
 use crate::cluster::PrivilegeRequest;
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, EngineOptions};
@@ -71,29 +69,18 @@ impl PreparedRule {
             .schedule
             .max_signals
             .unwrap_or(rule.max_signals as usize);
-        let info = RuleInfo {
-            uuid: uuid.clone(),
-            rule_id: rule.rule_id.clone(),
-            name: rule.name.clone(),
-            description: rule.description.clone(),
-            severity: rule.severity.as_str().to_owned(),
-            risk_score: u32::from(rule.risk_score),
-            version: rule.version.unwrap_or(1),
-            from: rule.from.clone(),
-            interval: crate::config::HumanDuration(interval).to_string(),
-            max_signals,
-            index: rule.index.clone(),
-            query: rule.query_text.clone(),
-            tags: rule.tags.clone(),
-            references: rule.references.clone(),
-            author: rule.author.clone(),
-            license: rule.license.clone().unwrap_or_default(),
-            threat: serde_json::to_value(&rule.threat).unwrap_or(Value::Array(Vec::new())),
-            false_positives: Vec::new(),
-            timestamp_override: rule.timestamp_override.clone(),
-            tiebreaker_field: rule.tiebreaker_field.clone(),
-            event_category_override: rule.event_category_override.clone(),
+        let source = if config.rules.prebuilt.contains(&rule.rule_id) {
+            RuleSource::ElasticPrebuilt
+        } else {
+            RuleSource::Custom
         };
+        let info = RuleInfo::from_rule(
+            &rule,
+            &uuid,
+            &crate::config::HumanDuration(interval).to_string(),
+            max_signals,
+            source,
+        );
         let rule_for_cache = rule.clone();
         Ok(PreparedRule {
             rule,
@@ -217,5 +204,24 @@ pub async fn check_privileges(ctx: &RunContext, rule: &PreparedRule) -> Result<(
             missing: found.missing,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rules.prebuilt` decides, by `rule_id`, whether alerts call the rule Elastic's.
+    #[test]
+    fn rules_prebuilt_marks_a_rule_as_elastics() {
+        let mut config = Config::default();
+        let custom = PreparedRule::prepare(Rule::builtin().unwrap(), &config).unwrap();
+        assert_eq!(custom.info.source, RuleSource::Custom);
+        assert_eq!(custom.info.parameters()["immutable"], false);
+
+        config.rules.prebuilt = vec![custom.rule.rule_id.clone()];
+        let prebuilt = PreparedRule::prepare(Rule::builtin().unwrap(), &config).unwrap();
+        assert_eq!(prebuilt.info.source, RuleSource::ElasticPrebuilt);
+        assert_eq!(prebuilt.info.parameters()["immutable"], true);
     }
 }

@@ -113,7 +113,7 @@ pub(super) async fn write_alerts(
         now: plan.now,
         space_id: &ctx.config.alerts.kibana_space,
         execution_uuid: &execution_uuid,
-        producer_version: env!("CARGO_PKG_VERSION"),
+        kibana_version: &ctx.config.alerts.kibana_version,
     };
     let target = ctx.config.alerts.write_target();
     let mut refusals = Vec::new();
