@@ -17,6 +17,7 @@ const PURE: &[&str] = &[
     "src/state.rs",
     "src/fuzzing.rs",
     "src/fetch_plan.rs",
+    "src/entity_enrichment.rs",
 ];
 const FORBIDDEN: &[&str] = &[
     "crate::es",
