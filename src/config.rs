@@ -341,8 +341,12 @@ pub struct AlertsConfig {
     pub target: AlertTarget,
     /// Index (or alias) for `target = "seqwatch"`.
     pub index: String,
-    /// Kibana space for `target = "kibana"`.
+    /// Kibana space: the alerts' `kibana.space_ids`, Kibana's alias for `target = "kibana"`,
+    /// and the entity analytics indices that alerts are enriched from.
     pub kibana_space: String,
+    /// Add asset criticality and entity risk to alerts from the space's entity analytics
+    /// indices when they exist, as Kibana does (docs/enrichment.md).
+    pub enrichment: bool,
 }
 
 impl Default for AlertsConfig {
@@ -351,6 +355,7 @@ impl Default for AlertsConfig {
             target: AlertTarget::Seqwatch,
             index: ".seqwatch-alerts-default".into(),
             kibana_space: "default".into(),
+            enrichment: true,
         }
     }
 }

@@ -119,7 +119,7 @@ pub(super) async fn write_alerts(
         ctx.check_cancelled()?;
         let phase = Instant::now();
         let sources = enrich(ctx, found, batch, log).await?;
-        let ops = build_alerts(
+        let mut ops = build_alerts(
             &target,
             rule,
             &run_info,
@@ -129,6 +129,7 @@ pub(super) async fn write_alerts(
             &new.existing,
         );
         drop(sources);
+        super::entities::enrich_alerts(ctx, &mut ops.ops, log).await;
         log.durations.enrich_ms += ms(phase.elapsed());
         let phase = Instant::now();
         write_batch(ctx, ops, new.lookup, log).await?;
