@@ -21,8 +21,8 @@ use crate::es::{index_privilege_item, BulkCreate};
 pub(super) struct EnrichmentGate {
     /// The optional privileges the credential lacks ("`read` on `name`").
     lacking: Vec<String>,
-    /// Whether the run has said so in a warning (once per run).
-    reported: bool,
+    /// The indices the run has warned about (once each per run).
+    reported: Vec<String>,
 }
 
 impl EnrichmentGate {
@@ -30,7 +30,7 @@ impl EnrichmentGate {
     pub(super) fn lacking(lacking: Vec<String>) -> EnrichmentGate {
         EnrichmentGate {
             lacking,
-            reported: false,
+            reported: Vec::new(),
         }
     }
 
@@ -55,8 +55,8 @@ pub(super) async fn enrich_alerts(ctx: &RunContext, alerts: &mut [BulkCreate], l
             continue;
         }
         if !log.enrichment.may_read(&name) {
-            if !log.enrichment.reported {
-                log.enrichment.reported = true;
+            if !log.enrichment.reported.contains(&name) {
+                log.enrichment.reported.push(name.clone());
                 log.warnings.push(format!(
                     "alerts are written without enrichment from {name}: the credential lacks `read` on it (grant it, or set alerts.enrichment = false; see docs/enrichment.md)"
                 ));
