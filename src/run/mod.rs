@@ -2,11 +2,11 @@
 //! `seqwatch once` and every backfill chunk, so that the privilege check, the run document,
 //! the metrics and the logs are the same for all of them.
 //!
-//! plan → fetch → correlate → dedup → fetch events → build and enrich alerts → write → record. What differs between the modes
-//! is data, in the [`RunPlan`]: where the window comes from, the lease, the cap, which
-//! detections count, and whether the checkpoint moves. The checkpoint moves only when every
-//! alert of the run is written, so a failed run is covered again by the next one; alert ids are
-//! deterministic, so covering it again writes nothing twice.
+//! plan → fetch → correlate → dedup → fetch events → build and enrich alerts → write → record.
+//! What differs between the modes is data, in the [`RunPlan`]: where the window comes from, the
+//! lease, the cap, which detections count, and whether the checkpoint moves. The checkpoint
+//! moves only when every alert of the run is written, so a failed run is covered again by the
+//! next one; alert ids are deterministic, so covering it again writes nothing twice.
 
 mod backfill;
 mod entities;
