@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::es::{
-    BulkCreate, BulkItem, EsClient, EsError, FetchedSource, FieldCapsAnswer, IdLookup,
-    MissingPrivileges, PitPager, SearchPage, VersionedDoc, WriteOutcome,
+    index_privilege_item, BulkCreate, BulkItem, EsClient, EsError, FetchedSource, FieldCapsAnswer,
+    IdLookup, MissingPrivileges, PitPager, SearchPage, VersionedDoc, WriteOutcome,
 };
 use crate::event::FieldPlan;
 
@@ -34,6 +34,25 @@ pub struct PrivilegeRequest {
     pub cluster: Vec<&'static str>,
     /// Index names or patterns, and the privileges wanted on them.
     pub indices: Vec<(Vec<String>, Vec<&'static str>)>,
+    /// Index privileges whose absence only turns off what they serve (alert enrichment): asked
+    /// in the same request, never a reason to stop a run.
+    pub optional_indices: Vec<(Vec<String>, Vec<&'static str>)>,
+}
+
+impl PrivilegeRequest {
+    /// The optional privileges as the missing ones are reported ("`read` on `name`").
+    pub fn optional_items(&self) -> Vec<String> {
+        self.optional_indices
+            .iter()
+            .flat_map(|(names, privileges)| {
+                names.iter().flat_map(move |name| {
+                    privileges
+                        .iter()
+                        .map(move |privilege| index_privilege_item(privilege, name))
+                })
+            })
+            .collect()
+    }
 }
 
 /// The cluster operations of a detection run.
@@ -77,6 +96,15 @@ pub trait Cluster: Send + Sync + std::fmt::Debug {
 
     /// Full `_source`s by (`_index`, `_id`), in the order asked.
     async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<FetchedSource>, EsError>;
+
+    /// A search of one of Kibana's entity analytics indices (`body` from
+    /// [`crate::entity_enrichment::EntitySearch::body`]): each hit's `fields`, or `None` when
+    /// the index does not exist.
+    async fn search_entities(
+        &self,
+        index: &str,
+        body: &Value,
+    ) -> Result<Option<Vec<Map<String, Value>>>, EsError>;
 
     /// `create` operations in one bulk request; one item per operation, in order.
     async fn bulk_create(
@@ -136,6 +164,7 @@ impl Cluster for EsClient {
         let indices: Vec<(Vec<String>, Vec<&str>)> = request
             .indices
             .iter()
+            .chain(&request.optional_indices)
             .map(|(names, privileges)| (names.clone(), privileges.clone()))
             .collect();
         EsClient::missing_privileges(self, &request.cluster, &indices).await
@@ -175,6 +204,14 @@ impl Cluster for EsClient {
 
     async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<FetchedSource>, EsError> {
         EsClient::mget(self, docs).await
+    }
+
+    async fn search_entities(
+        &self,
+        index: &str,
+        body: &Value,
+    ) -> Result<Option<Vec<Map<String, Value>>>, EsError> {
+        self.search_fields(index, body).await
     }
 
     async fn bulk_create(

@@ -345,10 +345,14 @@ pub struct AlertsConfig {
     pub target: AlertTarget,
     /// Index (or alias) for `target = "seqwatch"`.
     pub index: String,
-    /// Kibana space for `target = "kibana"`.
+    /// Kibana space: the alerts' `kibana.space_ids`, Kibana's alias for `target = "kibana"`,
+    /// and the entity analytics indices that alerts are enriched from.
     pub kibana_space: String,
     /// The Kibana version the alerts are written for: every alert's `kibana.version`.
     pub kibana_version: String,
+    /// Add asset criticality and entity risk to alerts from the space's entity analytics
+    /// indices when they exist, as Kibana does (docs/enrichment.md).
+    pub enrichment: bool,
 }
 
 /// The newest Kibana version whose alerts seqwatch's follow; the Elasticsearch version the tests
@@ -362,6 +366,7 @@ impl Default for AlertsConfig {
             index: ".seqwatch-alerts-default".into(),
             kibana_space: "default".into(),
             kibana_version: DEFAULT_KIBANA_VERSION.into(),
+            enrichment: true,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`window`]: run windows, catch-up and gaps; pure.
 //! - [`fetch_plan`]: the two-step fetch (stage-1 keys, then restricted later stages); pure.
 //! - [`alert`]: Kibana-shaped alerts and their ids; pure.
+//! - [`entity_enrichment`]: asset criticality and entity risk on alerts, as Kibana adds them; pure.
 //! - [`config`]: the layered configuration.
 //! - [`correlate`]: the sequence matcher with Elasticsearch's EQL semantics; pure.
 //! - [`fuzzing`]: the fuzz targets as plain functions of bytes; pure.
@@ -28,6 +29,7 @@ pub mod correlate;
 pub mod daemon;
 pub mod ecs;
 pub mod engine;
+pub mod entity_enrichment;
 pub mod eql;
 pub mod es;
 pub mod event;

@@ -25,6 +25,9 @@ pub fn record_run(doc: &RunDoc) {
         .increment(c.source_values_dropped);
     counter!("seqwatch_alerts_truncated_total", "rule" => rule.clone())
         .increment(c.alerts_truncated);
+    counter!("seqwatch_alerts_enriched_total", "rule" => rule.clone()).increment(c.alerts_enriched);
+    counter!("seqwatch_enrichment_failures_total", "rule" => rule.clone())
+        .increment(c.enrichment_failures);
     if let Some(kind) = &doc.error_kind {
         counter!("seqwatch_run_failures_total", "rule" => rule.clone(), "error" => kind.clone())
             .increment(1);

@@ -96,6 +96,12 @@ pub struct RunCounts {
     /// without them.
     #[serde(default)]
     pub alert_fields_removed: u64,
+    /// Alert documents given asset criticality or entity risk (shells and building blocks).
+    #[serde(default)]
+    pub alerts_enriched: u64,
+    /// Enrichment searches that failed (their batch's alerts were written without them).
+    #[serde(default)]
+    pub enrichment_failures: u64,
 }
 
 /// Milliseconds spent in each phase.
@@ -107,7 +113,7 @@ pub struct PhaseDurations {
     pub search_ms: u64,
     /// Looking up existing alerts.
     pub dedup_ms: u64,
-    /// Fetching the full events of new sequences and building alerts.
+    /// Fetching the full events of new sequences, building alerts and enriching them.
     pub enrich_ms: u64,
     /// Writing alerts.
     pub write_ms: u64,

@@ -1,11 +1,12 @@
-//! The least-privilege role of `docs/least-privilege.md` against a real node with security on:
-//! the role works, and a role lacking any one of its privileges fails the run
-//! before it starts, naming the missing privilege and the index, writing nothing and showing no
-//! secret. Users and roles go into the node's file realm (the native realm needs the `.security`
-//! index, which the integ-test distribution cannot create). On a node with security off (the
-//! plain-HTTP nodes of `scripts/test`) the tests check that the node's own answer is the
-//! security-off one and that the privilege check passes there. The tests are ignored unless
-//! asked for (`--include-ignored`, as `scripts/test` does); run without a node they fail.
+//! The least-privilege role of `docs/least-privilege.md` against a real node with security on: the
+//! role works, and a role lacking any one of its privileges fails the run before it starts, naming
+//! the missing privilege and the index, writing nothing but its run document and showing no secret;
+//! except `read` on the enrichment indices, which only turns enrichment off. Users and roles go
+//! into the node's file realm (the native realm needs the `.security` index, which the integ-test
+//! distribution cannot create). On a node with security off (the plain-HTTP nodes of
+//! `scripts/test`) the tests check that the node's own answer is the security-off one and that the
+//! privilege check passes there. The tests are ignored unless asked for (`--include-ignored`, as
+//! `scripts/test` does); run without a node they fail.
 
 mod common;
 #[allow(dead_code)] // es_job's fixture; this file uses part of it.
@@ -16,11 +17,12 @@ use std::io::Write as _;
 
 use serde_json::{json, Value};
 
-use seqwatch::es::{EsClient, EsError};
+use seqwatch::entity_enrichment::EnrichmentIndex;
+use seqwatch::es::{BulkCreate, EsClient, EsError};
 use seqwatch::run::{check_privileges, PreparedRule, RunContext, RunPlan};
 use seqwatch::state::{RunDoc, RunStatus};
 
-use common::{es_config_dir, es_settings_as, pbkdf2_hmac_sha512, FileRealm};
+use common::{es_config_dir, es_settings_as, pbkdf2_hmac_sha512, FileRealm, IndexCleanup};
 use fixture::{at_ms, install_sequence, minutes, ran, JobFixture, Sensor, TruthSequence};
 
 /// 2026-11-18T06:13:20Z, as in es_job.
@@ -45,6 +47,15 @@ fn documented_role() -> Value {
         "docs/least-privilege.md and seqwatch-role.json differ"
     );
     role
+}
+
+/// `role` with the enrichment indices of space `default` named for `space`.
+fn in_space(role: &Value, space: &str) -> Value {
+    let mut text = role.to_string();
+    for index in EnrichmentIndex::ALL {
+        text = text.replace(&index.name("default"), &index.name(space));
+    }
+    serde_json::from_str(&text).expect("the role stays JSON")
 }
 
 /// One role per privilege of `role`, lacking exactly that privilege: (what was removed, the
@@ -198,15 +209,23 @@ async fn the_privilege_check_reads_the_nodes_own_answer() {
 }
 
 async fn alerts_written(fx: &JobFixture) -> u64 {
+    // Runs write without a refresh wait; a missing index has nothing to refresh.
+    let _ = fx.es.refresh(&format!("{}*", fx.alerts)).await;
     fx.es
         .count(&format!("{}*", fx.alerts), &json!({"match_all": {}}))
         .await
         .expect("counting alerts")
 }
 
+/// State documents other than run documents: a refused run records itself (when the role may
+/// write the state index), and nothing else.
 async fn state_docs(fx: &JobFixture) -> u64 {
+    let _ = fx.es.refresh(&format!("{}*", fx.state)).await;
     fx.es
-        .count(&format!("{}*", fx.state), &json!({"match_all": {}}))
+        .count(
+            &format!("{}*", fx.state),
+            &json!({"bool": {"must_not": {"term": {"type": "run"}}}}),
+        )
         .await
         .expect("counting state documents")
 }
@@ -256,12 +275,37 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
     }
     fx.load(&docs).await;
 
-    let role = documented_role();
+    // The enrichment indices of a space of this test's own, with an entry for the Defend
+    // sequence's host; the role names them for that space.
+    let space = fx.name.clone();
+    let enrichment: Vec<String> = EnrichmentIndex::ALL
+        .iter()
+        .map(|index| index.name(&space))
+        .collect();
+    let _enrichment_cleanup = IndexCleanup::new(enrichment.clone());
+    let keyword = json!({"type": "keyword"});
+    for name in &enrichment {
+        let mappings = json!({"mappings": {"properties": {
+            "id_field": keyword, "id_value": keyword, "criticality_level": keyword
+        }}});
+        let (status, body) = common::raw_request("PUT", &format!("/{name}"), &mappings.to_string());
+        assert_eq!(status, 200, "creating {name}: {body}");
+    }
+    let criticality = EnrichmentIndex::AssetCriticality.name(&space);
+    let entry = BulkCreate::new(
+        &criticality,
+        "host.name:host-p1.build",
+        json!({"id_field": "host.name", "id_value": "host-p1.build", "criticality_level": "high_impact"}),
+    );
+    fx.load(&[entry]).await;
+    fx.es.refresh(&criticality).await.expect("refresh");
+
+    let role = in_space(&documented_role(), &space);
     let weaker = weaker_roles(&role);
     assert_eq!(
         weaker.len(),
-        8,
-        "monitor + read on sources + 3 on alerts + 3 on state"
+        9,
+        "monitor + read on sources + 3 on alerts + read on enrichment + 3 on state"
     );
     let mut roles = vec![("seqwatch_test_full".to_owned(), role.clone())];
     for (i, (_, _, _, weaker_role)) in weaker.iter().enumerate() {
@@ -269,10 +313,19 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
     }
     let (_realm, users) = FileRealm::install(&config_dir, &roles).await;
 
-    let config = fx.config();
+    let mut config = fx.config();
+    config.alerts.kibana_space = space.clone();
     let rule = fx.rule(&config);
+    let is_enrichment = |named: &[String]| {
+        named
+            .iter()
+            .all(|n| enrichment.iter().any(|e| n.ends_with(e.as_str())))
+    };
 
     for ((removed, named, items, _), (_, user, password)) in weaker.iter().zip(&users[1..]) {
+        if is_enrichment(named) {
+            continue;
+        }
         let (ctx, rule) = run_as(&fx, &rule, &config, user, password);
         let run: RunDoc = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
         let error = run.error.clone().unwrap_or_default();
@@ -307,7 +360,7 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
         assert_eq!(
             state_docs(&fx).await,
             0,
-            "without {removed}: state was written"
+            "without {removed}: state other than the run document was written"
         );
         // The backfill and daemon paths go through the same check.
         assert!(
@@ -316,17 +369,54 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
         );
     }
 
+    // Without `read` on the enrichment indices the run goes on: its alerts are written (into
+    // an alerts index of its own here) without enrichment, with a warning per index.
+    let optional: Vec<_> = weaker
+        .iter()
+        .zip(&users[1..])
+        .filter(|((_, named, _, _), _)| is_enrichment(named))
+        .collect();
+    assert_eq!(optional.len(), 1, "one optional entry");
+    let ((removed, _, _, _), (_, user, password)) = optional[0];
+    let mut lesser = config.clone();
+    lesser.alerts.index = format!("{}-lesser", fx.alerts);
+    let (ctx, rule_lesser) = run_as(&fx, &rule, &lesser, user, password);
+    let lacking = check_privileges(&ctx, &rule_lesser)
+        .await
+        .expect("an optional privilege does not stop a run");
+    assert_eq!(lacking.len(), 2, "{lacking:?}");
+    let run = ran(seqwatch::run::run(&ctx, &rule_lesser, &RunPlan::once(at_ms(now))).await);
+    assert_eq!(
+        run.status,
+        RunStatus::PartialFailure,
+        "without {removed}: {run:#?}"
+    );
+    assert_eq!(run.counts.alerts_created, 2, "without {removed}: {run:#?}");
+    assert_eq!(run.counts.alerts_enriched, 0, "without {removed}");
+    for name in &enrichment {
+        assert!(
+            run.warnings
+                .iter()
+                .any(|w| w.contains(name.as_str()) && w.contains("lacks `read`")),
+            "without {removed}: {:?}",
+            run.warnings
+        );
+    }
+
     let (_, user, password) = &users[0];
     let (ctx, rule) = run_as(&fx, &rule, &config, user, password);
-    check_privileges(&ctx, &rule)
+    let lacking = check_privileges(&ctx, &rule)
         .await
         .expect("the documented role has every privilege a run needs");
+    assert!(lacking.is_empty(), "{lacking:?}");
     let run = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     let expected: std::collections::BTreeSet<String> =
         truth.iter().map(TruthSequence::shell_id).collect();
     assert_eq!(run.counts.alerts_created, 2, "{run:#?}");
     assert_eq!(fx.shells_in(&fx.alerts).await, expected);
+    // `read` is enough to enrich: the Defend sequence's shell and two building blocks.
+    assert_eq!(run.counts.alerts_enriched, 3, "{run:#?}");
     // A second run as the same user finds them (read on the alerts) and writes nothing.
     let again = ran(seqwatch::run::run(&ctx, &rule, &RunPlan::once(at_ms(now))).await);
     assert_eq!(again.status, RunStatus::Succeeded, "{again:#?}");

@@ -18,6 +18,7 @@ const PURE: &[&str] = &[
     "src/state.rs",
     "src/fuzzing.rs",
     "src/fetch_plan.rs",
+    "src/entity_enrichment.rs",
 ];
 const FORBIDDEN: &[&str] = &[
     "crate::es",

@@ -6,6 +6,7 @@
 
 mod bulk;
 mod detect;
+mod enrichment;
 mod error;
 mod mapping;
 pub mod templates;
@@ -607,7 +608,7 @@ impl EsClient {
             for name in names {
                 for privilege in privileges {
                     if answer["index"][name.as_str()][*privilege] != Value::Bool(true) {
-                        missing.push(format!("`{privilege}` on `{name}`"));
+                        missing.push(index_privilege_item(privilege, name));
                     }
                 }
             }
@@ -617,6 +618,11 @@ impl EsClient {
             missing,
         }))
     }
+}
+
+/// How [`EsClient::missing_privileges`] names a missing index privilege: "`read` on `name`".
+pub fn index_privilege_item(privilege: &str, name: &str) -> String {
+    format!("`{privilege}` on `{name}`")
 }
 
 /// What [`EsClient::missing_privileges`] found.

@@ -667,6 +667,52 @@ async fn existing_ids_are_read_in_real_time_and_a_missing_index_means_none() {
     assert!(requests[0].starts_with("POST /a/_mget"), "{}", requests[0]);
 }
 
+/// The enrichment search: each hit's `fields`; a missing index is `None`; a refusal, a failed
+/// shard or a timeout is an error (a half-read answer would enrich some alerts and not others).
+#[tokio::test]
+async fn enrichment_searches_read_fields_and_a_missing_index_is_none() {
+    let hits = r#"{"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"hits":[
+        {"_index":"risk-score.risk-score-latest-default","_id":"1","fields":{"host.name":["h1"],"host.risk.calculated_level":["High"]}},
+        {"_index":"risk-score.risk-score-latest-default","_id":"2"}]}}"#;
+    let missing = r#"{"error":{"type":"index_not_found_exception","reason":"no such index [risk-score.risk-score-latest-default]"},"status":404}"#;
+    let refused = r#"{"error":{"type":"security_exception","reason":"action [indices:data/read/search] is unauthorized"},"status":403}"#;
+    let shard_failed = r#"{"timed_out":false,"_shards":{"total":1,"successful":0,"skipped":0,"failed":1},"hits":{"hits":[]}}"#;
+    let timed_out = r#"{"timed_out":true,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"hits":[]}}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), hits),
+        answer("404 Not Found", Some("application/json"), missing),
+        answer("403 Forbidden", Some("application/json"), refused),
+        answer("200 OK", Some("application/json"), shard_failed),
+        answer("200 OK", Some("application/json"), timed_out),
+    ])
+    .await;
+    let es = client(&url);
+    let index = "risk-score.risk-score-latest-default";
+    let body = json!({"size": 1, "query": {"match_all": {}}});
+    let found = es
+        .search_fields(index, &body)
+        .await
+        .expect("read")
+        .expect("the index exists");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0]["host.risk.calculated_level"], json!(["High"]));
+    assert!(found[1].is_empty(), "a hit without fields is an empty map");
+    assert_eq!(es.search_fields(index, &body).await.expect("404"), None);
+    let error = es.search_fields(index, &body).await.expect_err("403");
+    assert_eq!(error.status(), Some(403));
+    for what in ["a failed shard", "a timeout"] {
+        let error = es.search_fields(index, &body).await.expect_err(what);
+        assert!(matches!(error, EsError::Response { .. }), "{what}: {error}");
+    }
+    let requests = server.await.expect("server");
+    assert!(
+        requests[0].starts_with(&format!("POST /{index}/_search ")),
+        "{}",
+        requests[0]
+    );
+    assert!(requests[0].ends_with(&body.to_string()), "{}", requests[0]);
+}
+
 /// An alias over several indices (Kibana's alerts alias after a rollover) cannot be read by
 /// `_mget`; the lookup searches instead and says so, so the writes wait for a refresh.
 #[tokio::test]

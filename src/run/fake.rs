@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::cluster::{BulkOptions, Cluster, PrivilegeRequest};
 use crate::eql::value::{FieldType, FieldTypes};
@@ -30,6 +30,7 @@ pub enum Op {
     ClosePit,
     ExistingIds,
     Mget,
+    EntitySearch,
     Bulk,
     Delete,
     GetState,
@@ -383,6 +384,15 @@ fn eval(query: &Value, id: &str, source: &Value) -> Truth {
             let have = field_values(field);
             Some(have.iter().any(|h| wanted.iter().any(|w| scalar_eq(h, w))))
         }
+        "match" => {
+            // Exact, as `match` is on the keyword fields the enrichment searches.
+            let (field, wanted) = body.as_object()?.iter().next()?;
+            let wanted = match wanted {
+                Value::Object(o) => o.get("query")?,
+                one => one,
+            };
+            Some(field_values(field).iter().any(|h| scalar_eq(h, wanted)))
+        }
         "exists" => Some(!field_values(body["field"].as_str()?).is_empty()),
         "ids" => Some(body["values"].as_array()?.iter().any(|v| v == id)),
         "range" => {
@@ -616,6 +626,43 @@ impl Cluster for FakeCluster {
                 },
             )
             .collect())
+    }
+
+    async fn search_entities(
+        &self,
+        index: &str,
+        body: &Value,
+    ) -> Result<Option<Vec<Map<String, Value>>>, EsError> {
+        self.enter(Op::EntitySearch).await?;
+        let s = self.lock();
+        let Some(docs) = s.indices.get(index) else {
+            return Ok(None);
+        };
+        let size = body["size"].as_u64().unwrap_or(10) as usize;
+        let wanted: Vec<&str> = body["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        Ok(Some(
+            docs.iter()
+                .filter(|(id, d)| eval(&body["query"], id, &d.source) == Some(true))
+                .take(size)
+                .map(|(_, d)| {
+                    let mut fields = Map::new();
+                    for field in &wanted {
+                        let mut values = Vec::new();
+                        values_at(&d.source, field, &mut values);
+                        if !values.is_empty() {
+                            let values = values.into_iter().cloned().collect();
+                            fields.insert((*field).to_owned(), Value::Array(values));
+                        }
+                    }
+                    fields
+                })
+                .collect(),
+        ))
     }
 
     async fn bulk_create(

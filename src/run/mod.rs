@@ -2,13 +2,14 @@
 //! `seqwatch once` and every backfill chunk, so that the privilege check, the run document,
 //! the metrics and the logs are the same for all of them.
 //!
-//! plan → fetch → correlate → dedup → enrich → write → record. What differs between the modes
-//! is data, in the [`RunPlan`]: where the window comes from, the lease, the cap, which
-//! detections count, and whether the checkpoint moves. The checkpoint moves only when every
-//! alert of the run is written, so a failed run is covered again by the next one; alert ids are
-//! deterministic, so covering it again writes nothing twice.
+//! plan → fetch → correlate → dedup → fetch events → build and enrich alerts → write → record.
+//! What differs between the modes is data, in the [`RunPlan`]: where the window comes from, the
+//! lease, the cap, which detections count, and whether the checkpoint moves. The checkpoint
+//! moves only when every alert of the run is written, so a failed run is covered again by the
+//! next one; alert ids are deterministic, so covering it again writes nothing twice.
 
 mod backfill;
+mod entities;
 mod error;
 mod fetch;
 mod prepare;
@@ -253,6 +254,8 @@ struct RunLog {
     bad_events: Vec<SkippedEvent>,
     /// The run took the rule's lease (and gives it back at the end if the plan says so).
     lease_taken: bool,
+    /// Which enrichment indices the run may read.
+    enrichment: entities::EnrichmentGate,
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -276,16 +279,18 @@ pub async fn run(ctx: &RunContext, rule: &PreparedRule, plan: &RunPlan) -> RunOu
         warnings: Vec::new(),
         bad_events: Vec::new(),
         lease_taken: false,
+        enrichment: entities::EnrichmentGate::default(),
     };
     // A role short of a privilege fails here, naming it, before anything is read or written.
     let result = match prepare::check_privileges(ctx, rule).await {
-        Ok(()) => match record::acquire_lease(ctx, rule, plan).await {
+        Ok(lacking) => match record::acquire_lease(ctx, rule, plan).await {
             Ok(Some(holder)) => {
                 crate::metrics::record_skip(&rule.rule.name, "lease");
                 return RunOutcome::Skipped(holder);
             }
             Ok(None) => {
                 log.lease_taken = plan.lease != LeasePolicy::None;
+                log.enrichment = entities::EnrichmentGate::lacking(lacking);
                 stages(ctx, rule, plan, &mut log).await
             }
             Err(e) => Err(e),

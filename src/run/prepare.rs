@@ -9,6 +9,7 @@ use crate::alert::{RuleInfo, RuleSource};
 use crate::cluster::PrivilegeRequest;
 use crate::config::{AlertTarget, Config, ConfigError};
 use crate::engine::{CompiledRule, EngineOptions};
+use crate::entity_enrichment::EnrichmentIndex;
 use crate::eql::value::FieldTypes;
 use crate::rule::Rule;
 use crate::state::RuleRef;
@@ -169,11 +170,21 @@ impl std::fmt::Debug for CompileCache {
 /// The privileges a run needs (docs/least-privilege.md): `monitor`; `read` on the rule's
 /// indices; on the alerts target `create_doc` and `read`, plus `create_index` on seqwatch's own
 /// index or `view_index_metadata` on Kibana's alias; `read`, `index`, `create_index` on the
-/// state index.
+/// state index. With `alerts.enrichment`, `read` on the space's entity analytics indices too,
+/// as optional: without it the alerts are written without enrichment (docs/enrichment.md).
 pub fn required_privileges(config: &Config, rule: &PreparedRule) -> PrivilegeRequest {
     let alerts = match config.alerts.target {
         AlertTarget::Seqwatch => vec!["create_doc", "create_index", "read"],
         AlertTarget::Kibana => vec!["create_doc", "read", "view_index_metadata"],
+    };
+    let optional_indices = if config.alerts.enrichment {
+        let names = EnrichmentIndex::ALL
+            .iter()
+            .map(|index| index.name(&config.alerts.kibana_space))
+            .collect();
+        vec![(names, vec!["read"])]
+    } else {
+        Vec::new()
     };
     PrivilegeRequest {
         cluster: vec!["monitor"],
@@ -185,25 +196,39 @@ pub fn required_privileges(config: &Config, rule: &PreparedRule) -> PrivilegeReq
                 vec!["read", "index", "create_index"],
             ),
         ],
+        optional_indices,
     }
 }
 
 /// Fails the run before it reads or writes anything when the credential lacks a privilege:
 /// without `read` on the sources Elasticsearch would silently skip them, and the run would
-/// look clean. Passes when the cluster has no security to ask.
-pub async fn check_privileges(ctx: &RunContext, rule: &PreparedRule) -> Result<(), RunError> {
+/// look clean. Passes when the cluster has no security to ask. Returns the optional privileges
+/// the credential lacks ("`read` on `name`"), which only turn enrichment off.
+pub async fn check_privileges(
+    ctx: &RunContext,
+    rule: &PreparedRule,
+) -> Result<Vec<String>, RunError> {
     let request = required_privileges(&ctx.config, rule);
-    match ctx
+    let Some(found) = ctx
         .cluster
         .missing_privileges(&request)
         .await
         .map_err(RunError::PrivilegeCheck)?
-    {
-        Some(found) if !found.missing.is_empty() => Err(RunError::MissingPrivileges {
+    else {
+        return Ok(Vec::new());
+    };
+    let optional = request.optional_items();
+    let (optional_missing, missing): (Vec<String>, Vec<String>) = found
+        .missing
+        .into_iter()
+        .partition(|item| optional.contains(item));
+    if missing.is_empty() {
+        Ok(optional_missing)
+    } else {
+        Err(RunError::MissingPrivileges {
             username: found.username,
-            missing: found.missing,
-        }),
-        _ => Ok(()),
+            missing,
+        })
     }
 }
 

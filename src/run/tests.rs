@@ -666,3 +666,285 @@ async fn a_sequence_refused_for_good_is_written_not_at_all_and_every_other_in_fu
     assert_eq!(again.doc.counts.alerts_created, 0);
     assert_eq!(w.fake.docs(&w.alerts_index()).len(), written.len());
 }
+
+/// Kibana's entity analytics indices of the default space.
+fn enrichment_index(index: crate::entity_enrichment::EnrichmentIndex) -> String {
+    index.name("default")
+}
+
+/// The distinct `host.name`s and `user.name`s of World `(span, seed)`'s generated events.
+fn entity_names(span: i64, seed: u64) -> (BTreeSet<String>, BTreeSet<String>) {
+    let g = generated(span, seed, 40.0);
+    let mut hosts = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    for (_, _, _, source, _) in &g.0 {
+        if let Some(h) = source["host"]["name"].as_str() {
+            hosts.insert(h.to_owned());
+        }
+        if let Some(u) = source["user"]["name"].as_str() {
+            users.insert(u.to_owned());
+        }
+    }
+    (hosts, users)
+}
+
+impl World {
+    /// An asset criticality entry, as Kibana's asset criticality data client writes it.
+    fn put_criticality(&self, id_field: &str, name: &str, level: &str) {
+        use crate::entity_enrichment::EnrichmentIndex;
+        self.fake.put(
+            &enrichment_index(EnrichmentIndex::AssetCriticality),
+            &format!("{id_field}:{name}"),
+            serde_json::json!({
+                "@timestamp": "2026-11-18T00:00:00Z",
+                "id_field": id_field,
+                "id_value": name,
+                "criticality_level": level,
+                "asset": {"criticality": level}
+            }),
+        );
+    }
+
+    /// A latest risk score of `kind` (`host`, `user`), as the risk engine writes it.
+    fn put_risk(&self, kind: &str, name: &str, level: &str, score: f64) {
+        use crate::entity_enrichment::EnrichmentIndex;
+        self.fake.put(
+            &enrichment_index(EnrichmentIndex::RiskScore),
+            &format!("{kind}:{name}"),
+            serde_json::json!({
+                "@timestamp": "2026-11-18T00:00:00Z",
+                kind: {"name": name, "risk": {
+                    "id_field": format!("{kind}.name"), "id_value": name,
+                    "calculated_level": level, "calculated_score_norm": score
+                }}
+            }),
+        );
+    }
+
+    fn entity_searches(&self) -> usize {
+        self.fake
+            .calls()
+            .iter()
+            .filter(|c| **c == Op::EntitySearch)
+            .count()
+    }
+}
+
+/// Kibana enriches every alert of a bulk create, shells and building blocks: criticality as a
+/// dotted key, risk nested, each from the entity the alert names; entities without an entry
+/// get nothing. The lookups are made once for the batch, not per alert.
+#[tokio::test]
+async fn alerts_carry_the_asset_criticality_and_risk_of_their_entities() {
+    let w = World::new(minutes(20), 24, |_| {});
+    let (hosts, users) = entity_names(minutes(20), 24);
+    let risky_host = hosts.iter().next().expect("hosts").clone();
+    for host in &hosts {
+        w.put_criticality("host.name", host, "high_impact");
+    }
+    w.put_risk("host", &risky_host, "High", 81.5);
+    for user in &users {
+        w.put_risk("user", user, "Moderate", 44.0);
+        // A host entry of the user's name is not the user's.
+        w.put_criticality("host.name", user, "low_impact");
+    }
+    let now = at(T0 + minutes(20));
+    let r = w.run(RunPlan::scheduled(now)).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.doc.status, crate::state::RunStatus::Succeeded, "{r:?}");
+    assert_eq!(w.shells(), w.expected_shells(now - Span::minutes(9), now));
+    let alerts = w.fake.docs(&w.alerts_index());
+    assert!(alerts.len() >= 15, "{}", alerts.len());
+    let mut risky = 0;
+    for (id, alert) in &alerts {
+        let host = alert["host"]["name"].as_str().expect("alerts name a host");
+        assert_eq!(
+            alert["host.asset.criticality"],
+            serde_json::json!("high_impact"),
+            "{id}"
+        );
+        if *host == risky_host {
+            risky += 1;
+            assert_eq!(
+                alert["host"]["risk"],
+                serde_json::json!({"calculated_level": "High", "calculated_score_norm": 81.5}),
+                "{id}"
+            );
+        } else {
+            assert!(alert["host"].get("risk").is_none(), "{id}: {alert}");
+        }
+        match alert["user"]["name"].as_str() {
+            Some(_) => {
+                assert_eq!(
+                    alert["user"]["risk"]["calculated_level"],
+                    serde_json::json!("Moderate"),
+                    "{id}"
+                );
+                assert!(alert.get("user.asset.criticality").is_none(), "{id}");
+            }
+            None => assert!(alert.get("user").and_then(|u| u.get("risk")).is_none()),
+        }
+    }
+    assert!(risky > 0, "the seed puts no alert on {risky_host}");
+    assert_eq!(r.doc.counts.alerts_enriched, alerts.len() as u64);
+    assert_eq!(r.doc.counts.enrichment_failures, 0);
+    assert_eq!(
+        w.entity_searches(),
+        4,
+        "one search per index and kind of entity (hosts, users) for the run's one batch"
+    );
+}
+
+/// Kibana uses an enrichment index only when it exists; without them the alerts are written
+/// as they are and the run is clean.
+#[tokio::test]
+async fn absent_enrichment_indices_are_skipped() {
+    let w = World::new(minutes(20), 25, |_| {});
+    let now = at(T0 + minutes(20));
+    let r = w.run(RunPlan::scheduled(now)).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.doc.status, crate::state::RunStatus::Succeeded, "{r:?}");
+    assert!(r.doc.warnings.is_empty(), "{:?}", r.doc.warnings);
+    assert_eq!(w.shells(), w.expected_shells(now - Span::minutes(9), now));
+    for (id, alert) in w.fake.docs(&w.alerts_index()) {
+        assert!(alert.get("host.asset.criticality").is_none(), "{id}");
+        assert!(alert["host"].get("risk").is_none(), "{id}");
+    }
+    assert_eq!(r.doc.counts.alerts_enriched, 0);
+    assert_eq!(
+        w.entity_searches(),
+        2,
+        "each index answers its first search with 'no such index'; the rest are not made"
+    );
+}
+
+/// A lookup that fails never holds an alert back: the batch is written without that index's
+/// fields, the run warns and counts it, and the checkpoint moves.
+#[tokio::test]
+async fn a_failed_enrichment_lookup_writes_the_alerts_without_it_and_counts_it() {
+    use crate::entity_enrichment::EnrichmentIndex;
+    let cases: Vec<(Vec<Fault>, u64, bool)> = vec![
+        // The risk index's first search fails: criticality still comes.
+        (vec![Fault::Status(503)], 1, true),
+        // Both indices fail.
+        (vec![Fault::Timeout, Fault::Status(403)], 2, false),
+    ];
+    for (faults, failures, criticality) in cases {
+        let w = World::new(minutes(20), 26, |_| {});
+        let (hosts, _) = entity_names(minutes(20), 26);
+        for host in &hosts {
+            w.put_criticality("host.name", host, "medium_impact");
+            w.put_risk("host", host, "Low", 10.0);
+        }
+        for fault in &faults {
+            w.fake.fail_next(Op::EntitySearch, fault.clone());
+        }
+        let now = at(T0 + minutes(20));
+        let r = w.run(RunPlan::scheduled(now)).await;
+        assert!(r.error.is_none(), "{faults:?}: {:?}", r.error);
+        assert_eq!(
+            r.doc.status,
+            crate::state::RunStatus::PartialFailure,
+            "{faults:?}"
+        );
+        assert_eq!(r.doc.counts.enrichment_failures, failures, "{faults:?}");
+        let risk = enrichment_index(EnrichmentIndex::RiskScore);
+        assert!(
+            r.doc
+                .warnings
+                .iter()
+                .any(|m| m.contains(&format!("enrichment lookup in {risk} failed"))),
+            "{:?}",
+            r.doc.warnings
+        );
+        assert_eq!(
+            w.shells(),
+            w.expected_shells(now - Span::minutes(9), now),
+            "{faults:?}: every alert is written"
+        );
+        assert_eq!(w.checkpoint().unwrap().last_success.to, now, "{faults:?}");
+        let alerts = w.fake.docs(&w.alerts_index());
+        for (id, alert) in &alerts {
+            assert!(alert["host"].get("risk").is_none(), "{faults:?} {id}");
+            assert_eq!(
+                alert.get("host.asset.criticality").is_some(),
+                criticality,
+                "{faults:?} {id}"
+            );
+        }
+        let enriched = if criticality { alerts.len() as u64 } else { 0 };
+        assert_eq!(r.doc.counts.alerts_enriched, enriched, "{faults:?}");
+    }
+}
+
+/// Enrichment is optional: a credential without `read` on an enrichment index does not stop
+/// the run (the privilege check stops it for any other privilege); that index is skipped with
+/// one warning, the other still enriches.
+#[tokio::test]
+async fn without_read_on_an_enrichment_index_its_fields_are_left_out() {
+    use crate::entity_enrichment::EnrichmentIndex;
+    let w = World::new(minutes(20), 27, |_| {});
+    let (hosts, _) = entity_names(minutes(20), 27);
+    for host in &hosts {
+        w.put_criticality("host.name", host, "extreme_impact");
+        w.put_risk("host", host, "Critical", 99.0);
+    }
+    let risk = enrichment_index(EnrichmentIndex::RiskScore);
+    w.fake
+        .lack_privileges(vec![crate::es::index_privilege_item("read", &risk)]);
+    let now = at(T0 + minutes(20));
+    let r = w.run(RunPlan::scheduled(now)).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.doc.status, crate::state::RunStatus::PartialFailure);
+    assert_eq!(
+        r.doc.warnings,
+        vec![format!("alerts are written without enrichment from {risk}: the credential lacks `read` on it (grant it, or set alerts.enrichment = false; see docs/enrichment.md)")]
+    );
+    assert_eq!(w.shells(), w.expected_shells(now - Span::minutes(9), now));
+    for (id, alert) in w.fake.docs(&w.alerts_index()) {
+        assert!(alert["host"].get("risk").is_none(), "{id}");
+        assert_eq!(
+            alert["host.asset.criticality"],
+            serde_json::json!("extreme_impact"),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        w.entity_searches(),
+        2,
+        "only the criticality index is searched (for hosts and users)"
+    );
+    assert_eq!(r.doc.counts.enrichment_failures, 0);
+}
+
+/// `alerts.enrichment = false`: no lookup, no privilege asked for it, alerts as built.
+#[tokio::test]
+async fn enrichment_can_be_turned_off() {
+    let w = World::new(minutes(20), 28, |c| c.alerts.enrichment = false);
+    let (hosts, _) = entity_names(minutes(20), 28);
+    for host in &hosts {
+        w.put_criticality("host.name", host, "high_impact");
+    }
+    assert!(required_privileges(&w.ctx.config, &w.rule)
+        .optional_indices
+        .is_empty());
+    let r = w.run(RunPlan::scheduled(at(T0 + minutes(20)))).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(w.entity_searches(), 0);
+    assert!(w.alert_count() > 0);
+    for (id, alert) in w.fake.docs(&w.alerts_index()) {
+        assert!(alert.get("host.asset.criticality").is_none(), "{id}");
+    }
+    assert_eq!(r.doc.counts.alerts_enriched, 0);
+    // On, the two indices are asked about, as optional.
+    let on = World::new(minutes(20), 28, |_| {});
+    assert_eq!(
+        required_privileges(&on.ctx.config, &on.rule).optional_indices,
+        vec![(
+            vec![
+                "risk-score.risk-score-latest-default".to_owned(),
+                ".asset-criticality.asset-criticality-default".to_owned()
+            ],
+            vec!["read"]
+        )]
+    );
+}

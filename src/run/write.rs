@@ -121,7 +121,7 @@ pub(super) async fn write_alerts(
         ctx.check_cancelled()?;
         let phase = Instant::now();
         let sources = enrich(ctx, found, batch, log).await?;
-        let (sequences, dropped) = build_alerts(
+        let (mut sequences, dropped) = build_alerts(
             &target,
             rule,
             &run_info,
@@ -132,6 +132,11 @@ pub(super) async fn write_alerts(
         );
         log.counts.source_values_dropped += dropped;
         drop(sources);
+        let mut alerts: Vec<&mut BulkCreate> = sequences
+            .iter_mut()
+            .flat_map(|s| s.shell.iter_mut().chain(s.blocks.iter_mut()))
+            .collect();
+        super::entities::enrich_alerts(ctx, &mut alerts, log).await;
         log.durations.enrich_ms += ms(phase.elapsed());
         let phase = Instant::now();
         refusals.extend(write_batch(ctx, sequences, new.lookup, log).await?);
