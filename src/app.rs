@@ -314,8 +314,22 @@ fn setup(config: &Config, with_source_templates: bool) -> Result<ExitCode> {
         let client = crate::es::EsClient::connect(&settings)?;
         client.setup(with_source_templates).await
     })?;
-    for name in installed {
-        println!("installed index template {name}");
+    for template in installed {
+        if template.type_fallbacks.is_empty() {
+            println!("installed index template {}", template.name);
+        } else {
+            // Kibana's types the cluster lacks (mappings/README.md): said once, at install.
+            let replaced: Vec<String> = template
+                .type_fallbacks
+                .iter()
+                .map(|f| format!("{} as {}", f.kibana_type, f.fallback))
+                .collect();
+            println!(
+                "installed index template {} (this cluster lacks some of Kibana's field types; mapped {})",
+                template.name,
+                replaced.join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,13 +8,14 @@ mod bulk;
 mod detect;
 mod enrichment;
 mod error;
+pub mod field_types;
 mod mapping;
 pub mod templates;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -128,6 +129,31 @@ pub struct ClusterHealth {
     pub status: HealthStatus,
     /// Number of nodes.
     pub number_of_nodes: u64,
+}
+
+/// One index template `seqwatch setup` installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledTemplate {
+    /// Its name.
+    pub name: &'static str,
+    /// The field types this cluster lacks, mapped as their fallbacks in it (empty where the
+    /// cluster has every type the template uses).
+    pub type_fallbacks: Vec<field_types::TypeFallback>,
+}
+
+/// The index pattern of the field type probes: no index is ever created from it.
+const FIELD_TYPE_PROBE_PATTERN: &str = "seqwatch-field-type-probe-never-created";
+/// The probes' template priority.
+const FIELD_TYPE_PROBE_PRIORITY: u64 = 1_700_424_011;
+
+/// Whether a refusal names `field_type` as a mapping type the cluster does not know.
+fn names_unknown_type(body: &str, field_type: &str) -> bool {
+    [
+        format!("The mapper type [{field_type}] declared on field"),
+        format!("No handler for type [{field_type}] declared on field"),
+    ]
+    .iter()
+    .any(|phrase| body.contains(phrase.as_str()))
 }
 
 /// A client for one Elasticsearch endpoint. Cheap to clone.
@@ -253,15 +279,82 @@ impl EsClient {
 
     /// Installs seqwatch's index templates (see [`templates`]): the alerts and state templates,
     /// and with `with_source_templates` the test-cluster templates for the source indices.
-    /// Returns the names installed, in order.
-    pub async fn setup(&self, with_source_templates: bool) -> Result<Vec<&'static str>, EsError> {
+    /// Each field type the cluster lacks is mapped as its fallback ([`field_types`]). Returns
+    /// what was installed, in order. A template already there is replaced (the templates carry
+    /// a `version`; docs/upgrading.md).
+    pub async fn setup(
+        &self,
+        with_source_templates: bool,
+    ) -> Result<Vec<InstalledTemplate>, EsError> {
+        let mut known: BTreeMap<&'static str, bool> = BTreeMap::new();
         let mut installed = Vec::new();
         for template in templates::for_setup(with_source_templates) {
-            self.put_index_template(template.name, &template.body()?)
-                .await?;
-            installed.push(template.name);
+            let mut body = template.body()?;
+            let candidates: Vec<&'static str> = field_types::types_with_fallbacks(&body)
+                .into_iter()
+                .filter(|ty| !known.contains_key(ty))
+                .collect();
+            let unsupported_now = self.unsupported_field_types(&candidates).await?;
+            for ty in candidates {
+                known.insert(ty, !unsupported_now.contains(ty));
+            }
+            let unsupported: BTreeSet<String> = known
+                .iter()
+                .filter(|(_, supported)| !**supported)
+                .map(|(ty, _)| (*ty).to_owned())
+                .collect();
+            let type_fallbacks = field_types::apply_type_fallbacks(&mut body, &unsupported);
+            self.put_index_template(template.name, &body).await?;
+            installed.push(InstalledTemplate {
+                name: template.name,
+                type_fallbacks,
+            });
         }
         Ok(installed)
+    }
+
+    /// Which of `types` this cluster cannot map. Each is tried alone in a template that
+    /// `POST _index_template/_simulate` composes without installing anything; a cluster
+    /// without the type refuses it naming the type ("The mapper type [t] declared on field
+    /// [...] does not exist", "No handler for type [t]" before 8.x). Any other refusal is an
+    /// error: a type is never given up for a reason that is not its absence.
+    pub async fn unsupported_field_types(
+        &self,
+        types: &[&str],
+    ) -> Result<BTreeSet<String>, EsError> {
+        let mut unsupported = BTreeSet::new();
+        for ty in types {
+            let Some(fallback) = field_types::fallback_of(ty) else {
+                return Err(EsError::InvalidArgument {
+                    what: format!("field type `{ty}`"),
+                    reason: "has no fallback to probe for".into(),
+                });
+            };
+            let operation = format!("POST _index_template/_simulate (is `{ty}` mapped here?)");
+            let body = json!({
+                "index_patterns": [FIELD_TYPE_PROBE_PATTERN],
+                // Unlike any template a cluster has, so no overlap of equal priority is refused.
+                "priority": FIELD_TYPE_PROBE_PRIORITY,
+                "template": {"mappings": {"properties": {"probe": fallback.probe_mapping()}}},
+            });
+            let reply = self
+                .call(
+                    &operation,
+                    Method::Post,
+                    "/_index_template/_simulate",
+                    &[],
+                    Some(body.to_string()),
+                )
+                .await?;
+            match reply.status {
+                200..=299 => {}
+                400 if names_unknown_type(&reply.body, ty) => {
+                    unsupported.insert((*ty).to_owned());
+                }
+                _ => return Err(status_error(&operation, reply)),
+            }
+        }
+        Ok(unsupported)
     }
 
     /// Sends `ops` as one `_bulk` request of `create` operations and returns one item per

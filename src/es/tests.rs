@@ -916,3 +916,136 @@ fn path_segments_are_percent_encoded_as_before() {
         proptest::prop_assert_eq!(encode_path_segment(&id), by_hand(&id));
     });
 }
+
+/// The answer of 9.5.0 and 8.19.21 (integ-test distribution) to a probe of a type they lack.
+fn unknown_type_answer(field_type: &str) -> String {
+    let cause = format!(
+        "The mapper type [{field_type}] declared on field [probe] does not exist. It might have \
+         been created within a future version or requires a plugin to be installed. Check the \
+         documentation."
+    );
+    let body = json!({"error": {
+        "root_cause": [{"type": "illegal_argument_exception", "reason": "composable template [simulate_template_x] template after composition is invalid"}],
+        "type": "illegal_argument_exception",
+        "reason": "composable template [simulate_template_x] template after composition is invalid",
+        "caused_by": {"type": "illegal_argument_exception", "reason": "invalid composite mappings for [simulate_template_x]",
+            "caused_by": {"type": "mapper_parsing_exception", "reason": format!("Failed to parse mapping: {cause}"),
+                "caused_by": {"type": "mapper_parsing_exception", "reason": cause}}}},
+        "status": 400});
+    answer(
+        "400 Bad Request",
+        Some("application/json"),
+        &body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn field_types_are_probed_one_by_one_and_only_their_absence_gives_them_up() {
+    let simulated = answer(
+        "200 OK",
+        Some("application/json"),
+        r#"{"template":{"settings":{},"mappings":{},"aliases":{}},"overlapping":[]}"#,
+    );
+    let (url, server) = canned_server(vec![
+        unknown_type_answer("wildcard"),
+        simulated.clone(),
+        unknown_type_answer("scaled_float"),
+    ])
+    .await;
+    let found = client(&url)
+        .unsupported_field_types(&["wildcard", "version", "scaled_float"])
+        .await
+        .expect("probes");
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        ["scaled_float", "wildcard"]
+    );
+    let requests = server.await.expect("server");
+    assert_eq!(requests.len(), 3);
+    assert!(requests[0].starts_with("POST /_index_template/_simulate "));
+    assert!(
+        requests[0].contains(r#""probe":{"type":"wildcard"}"#),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[2].contains(r#""scaling_factor":100"#),
+        "{}",
+        requests[2]
+    );
+
+    // Another refusal (a 400 that names no unknown type, a 403) is an error, not a fallback.
+    for refusal in [
+        answer(
+            "400 Bad Request",
+            Some("application/json"),
+            r#"{"error":{"type":"illegal_argument_exception","reason":"index template [x] has index patterns matching patterns from existing templates with the same priority"},"status":400}"#,
+        ),
+        answer(
+            "403 Forbidden",
+            Some("application/json"),
+            r#"{"error":{"type":"security_exception","reason":"action [indices:admin/index_template/simulate] is unauthorized"},"status":403}"#,
+        ),
+        unknown_type_answer("match_only_text"),
+    ] {
+        let (url, server) = canned_server(vec![refusal]).await;
+        let err = client(&url)
+            .unsupported_field_types(&["version"])
+            .await
+            .expect_err("not an absent type");
+        assert!(matches!(err, EsError::Status { .. }), "{err}");
+        server.await.expect("server");
+    }
+}
+
+#[tokio::test]
+async fn setup_maps_the_types_a_cluster_lacks_as_their_fallbacks() {
+    let acknowledged = answer(
+        "200 OK",
+        Some("application/json"),
+        r#"{"acknowledged":true}"#,
+    );
+    let simulated = answer("200 OK", Some("application/json"), r#"{"template":{}}"#);
+    // The alerts template's four types are probed once (wildcard, match_only_text and
+    // scaled_float missing, version there); the state template has none of them.
+    let (url, server) = canned_server(vec![
+        unknown_type_answer("match_only_text"),
+        unknown_type_answer("scaled_float"),
+        simulated,
+        unknown_type_answer("wildcard"),
+        acknowledged.clone(),
+        acknowledged,
+    ])
+    .await;
+    let installed = client(&url).setup(false).await.expect("setup");
+    assert_eq!(installed.len(), 2);
+    assert_eq!(installed[0].name, templates::ALERTS_TEMPLATE);
+    assert_eq!(
+        installed[0]
+            .type_fallbacks
+            .iter()
+            .map(|f| (f.kibana_type, f.fallback))
+            .collect::<Vec<_>>(),
+        [
+            ("wildcard", "keyword"),
+            ("match_only_text", "text"),
+            ("scaled_float", "double")
+        ]
+    );
+    assert_eq!(installed[1].name, templates::STATE_TEMPLATE);
+    assert!(installed[1].type_fallbacks.is_empty());
+    let requests = server.await.expect("server");
+    let put = &requests[4];
+    assert!(
+        put.starts_with("PUT /_index_template/seqwatch-alerts "),
+        "{put}"
+    );
+    let body: Value = serde_json::from_str(&put[put.find("\r\n\r\n").expect("a body") + 4..])
+        .expect("the template as JSON");
+    assert_eq!(
+        body["_meta"]["type_fallbacks"],
+        json!({"wildcard": "keyword", "match_only_text": "text", "scaled_float": "double"})
+    );
+    let installed_types = field_types::types_with_fallbacks(&body);
+    assert_eq!(installed_types.into_iter().collect::<Vec<_>>(), ["version"]);
+}
