@@ -20,7 +20,17 @@ pub async fn check_cluster(es: &EsClient, config: &Config, rules: &[PreparedRule
         (crate::es::templates::STATE_TEMPLATE, "run state"),
     ] {
         match es.get_index_template(name).await {
-            Ok(Some(_)) => {}
+            Ok(Some(installed)) => {
+                let shipped = crate::es::templates::shipped_version(name);
+                let found = installed["version"].as_u64();
+                if let (Some(shipped), Some(found)) = (shipped, found) {
+                    if found < shipped {
+                        problems.push(format!(
+                            "index template {name} ({label}) is version {found}, this seqwatch installs version {shipped}: run `seqwatch setup` (docs/upgrading.md)"
+                        ));
+                    }
+                }
+            }
             Ok(None) => problems.push(format!(
                 "index template {name} ({label}) is not installed: run `seqwatch setup`"
             )),
