@@ -330,3 +330,75 @@ impl Drop for IndexCleanup {
         }
     }
 }
+
+/// Any request to the test node, sent with curl, as (HTTP status, parsed JSON body): for the
+/// APIs seqwatch's client has no call for (component templates, aliases, aggregations). The
+/// body goes through a temporary file (mappings outgrow a command line); the credentials reach
+/// curl on its standard input, never on its command line; an HTTPS node's CA is pinned.
+pub fn es_request(
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut body_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    if let Some(body) = body {
+        body_file
+            .write_all(body.to_string().as_bytes())
+            .expect("writing the request body");
+    }
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "-X", method, "-K", "-", "-w", "\n%{http_code}"])
+        .args(["-H", "Content-Type: application/json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    if body.is_some() {
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", body_file.path().display()));
+    }
+    if let Some(ca) = es_ca_file() {
+        cmd.arg("--cacert").arg(ca);
+    }
+    cmd.arg(format!("{}{path}", es_url()));
+    let mut child = cmd.spawn().expect("curl runs");
+    let config = match es_auth() {
+        Some(EsAuth::Basic { username, password }) => {
+            use secrecy::ExposeSecret as _;
+            format!("user = \"{username}:{}\"\n", password.expose_secret())
+        }
+        Some(_) => panic!("es_request supports basic auth only"),
+        None => String::new(),
+    };
+    child
+        .stdin
+        .take()
+        .expect("curl's stdin")
+        .write_all(config.as_bytes())
+        .expect("passing curl its configuration");
+    let out = child.wait_with_output().expect("curl finishes");
+    assert!(out.status.success(), "curl failed: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (answer, status) = text.rsplit_once('\n').expect("curl printed the status");
+    let status: u16 = status.parse().expect("an HTTP status");
+    let answer = if answer.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(answer).unwrap_or_else(|err| {
+            panic!("{method} {path}: HTTP {status}, not JSON ({err}): {answer}")
+        })
+    };
+    (status, answer)
+}
+
+/// [`es_request`] that must succeed (2xx); returns the answer.
+pub fn es_request_ok(
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let (status, answer) = es_request(method, path, body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: HTTP {status}: {answer}"
+    );
+    answer
+}
