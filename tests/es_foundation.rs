@@ -213,6 +213,42 @@ async fn setup_installs_the_templates_and_get_shows_them() {
             ours["template"]["mappings"]["dynamic"]
         );
     }
+    // An older alerts template (as an earlier release installed it) is named by validate,
+    // and setup replaces it.
+    let config = seqwatch::config::Config::default();
+    let mut older = ALL[0].body().expect("body");
+    older["version"] = json!(3);
+    let kibana_types: Vec<&str> = seqwatch::es::field_types::types_with_fallbacks(&older)
+        .into_iter()
+        .collect();
+    let missing_types = es
+        .unsupported_field_types(&kibana_types)
+        .await
+        .expect("probing field types");
+    seqwatch::es::field_types::apply_type_fallbacks(&mut older, &missing_types);
+    es.put_index_template(templates::ALERTS_TEMPLATE, &older)
+        .await
+        .expect("installing an older template");
+    let problems = seqwatch::validate::check_cluster(&es, &config, &[]).await;
+    assert!(
+        problems.contains(
+            &"index template seqwatch-alerts (alerts) is version 3, this seqwatch installs version 4: run `seqwatch setup` (docs/upgrading.md)".to_owned()
+        ),
+        "{problems:?}"
+    );
+    es.setup(false).await.expect("setup again");
+    let installed = es
+        .get_index_template(templates::ALERTS_TEMPLATE)
+        .await
+        .expect("get template")
+        .expect("installed");
+    assert_eq!(installed["version"], 4);
+    let problems = seqwatch::validate::check_cluster(&es, &config, &[]).await;
+    assert!(
+        problems.iter().all(|p| !p.contains("index template")),
+        "{problems:?}"
+    );
+
     let missing = es
         .get_index_template("seqwatch-no-such-template")
         .await

@@ -21,7 +21,15 @@ pub struct TypeFallback {
     pub fallback: &'static str,
     /// Parameters of `kibana_type` that the fallback does not accept, dropped with the type.
     pub dropped_parameters: &'static [&'static str],
+    /// Parameters the fallback gets unless the field sets them.
+    pub added_parameters: &'static [(&'static str, u32)],
 }
+
+/// `ignore_above` of the keyword fallbacks: the types they stand in for index values of any
+/// length, but a keyword term cannot exceed Lucene's 32766 bytes (the whole document is refused
+/// then, `ignore_malformed` or not), and 8191 characters of at most 4 bytes each stay below it.
+/// Longer values stay in `_source`, unindexed.
+pub const KEYWORD_FALLBACK_IGNORE_ABOVE: u32 = 8191;
 
 impl TypeFallback {
     /// The smallest valid mapping of the Kibana type, to ask the cluster about it.
@@ -35,40 +43,47 @@ impl TypeFallback {
 }
 
 /// Every fallback: the closest core type, which takes the same values and the same queries
-/// (`wildcard` and `constant_keyword` values are keyword terms; `match_only_text` is text
-/// without positions; `version` strings compare as keywords, not by precedence; `scaled_float`
-/// values are doubles, unscaled; `unsigned_long` values above `i64::MAX` are malformed for
-/// `long`, ignored under the index's `ignore_malformed`).
+/// (`wildcard` and `constant_keyword` values are keyword terms, up to
+/// [`KEYWORD_FALLBACK_IGNORE_ABOVE`] characters; `match_only_text` is text without positions;
+/// `version` strings compare as keywords, not by precedence; `scaled_float` values are
+/// doubles, unscaled; `unsigned_long` values above `i64::MAX` are malformed for `long`, ignored
+/// under the index's `ignore_malformed`).
 pub const TYPE_FALLBACKS: [TypeFallback; 6] = [
     TypeFallback {
         kibana_type: "wildcard",
         fallback: "keyword",
         dropped_parameters: &[],
+        added_parameters: &[("ignore_above", KEYWORD_FALLBACK_IGNORE_ABOVE)],
     },
     TypeFallback {
         kibana_type: "match_only_text",
         fallback: "text",
         dropped_parameters: &[],
+        added_parameters: &[],
     },
     TypeFallback {
         kibana_type: "version",
         fallback: "keyword",
         dropped_parameters: &[],
+        added_parameters: &[("ignore_above", KEYWORD_FALLBACK_IGNORE_ABOVE)],
     },
     TypeFallback {
         kibana_type: "scaled_float",
         fallback: "double",
         dropped_parameters: &["scaling_factor"],
+        added_parameters: &[],
     },
     TypeFallback {
         kibana_type: "constant_keyword",
         fallback: "keyword",
         dropped_parameters: &["value"],
+        added_parameters: &[("ignore_above", KEYWORD_FALLBACK_IGNORE_ABOVE)],
     },
     TypeFallback {
         kibana_type: "unsigned_long",
         fallback: "long",
         dropped_parameters: &[],
+        added_parameters: &[],
     },
 ];
 
@@ -113,6 +128,11 @@ pub fn apply_type_fallbacks(
         field.insert("type".into(), Value::String(fallback.fallback.into()));
         for parameter in fallback.dropped_parameters {
             field.remove(*parameter);
+        }
+        for (parameter, value) in fallback.added_parameters {
+            field
+                .entry(parameter.to_string())
+                .or_insert_with(|| json!(value));
         }
         applied.insert(*fallback);
     });
@@ -217,21 +237,37 @@ mod tests {
     /// maps on clusters without Kibana's types.
     #[test]
     fn the_fallback_table() {
-        let table: Vec<(&str, &str, &[&str])> = TYPE_FALLBACKS
+        type Row = (
+            &'static str,
+            &'static str,
+            &'static [&'static str],
+            &'static [(&'static str, u32)],
+        );
+        let table: Vec<Row> = TYPE_FALLBACKS
             .iter()
-            .map(|f| (f.kibana_type, f.fallback, f.dropped_parameters))
+            .map(|f| {
+                (
+                    f.kibana_type,
+                    f.fallback,
+                    f.dropped_parameters,
+                    f.added_parameters,
+                )
+            })
             .collect();
+        let ignore_above: &[(&str, u32)] = &[("ignore_above", 8191)];
         assert_eq!(
             table,
             [
-                ("wildcard", "keyword", &[][..]),
-                ("match_only_text", "text", &[][..]),
-                ("version", "keyword", &[][..]),
-                ("scaled_float", "double", &["scaling_factor"][..]),
-                ("constant_keyword", "keyword", &["value"][..]),
-                ("unsigned_long", "long", &[][..]),
+                ("wildcard", "keyword", &[][..], ignore_above),
+                ("match_only_text", "text", &[][..], &[][..]),
+                ("version", "keyword", &[][..], ignore_above),
+                ("scaled_float", "double", &["scaling_factor"][..], &[][..]),
+                ("constant_keyword", "keyword", &["value"][..], ignore_above),
+                ("unsigned_long", "long", &[][..], &[][..]),
             ]
         );
+        // 8191 characters of at most 4 UTF-8 bytes each fit in Lucene's largest term.
+        const { assert!(4 * KEYWORD_FALLBACK_IGNORE_ABOVE <= 32766) };
         for fallback in &TYPE_FALLBACKS {
             assert!(
                 TYPE_FALLBACKS
@@ -251,6 +287,7 @@ mod tests {
                 "properties": {
                     "process": {"properties": {
                         "command_line": {"type": "wildcard", "fields": {"text": {"type": "match_only_text"}}},
+                        "title": {"type": "wildcard", "ignore_above": 1024},
                         "name": {"type": "keyword", "ignore_above": 1024, "fields": {"text": {"type": "match_only_text"}}},
                     }},
                     "host": {"properties": {"cpu": {"properties": {"usage": {"type": "scaled_float", "scaling_factor": 1000}}}}},
@@ -289,7 +326,12 @@ mod tests {
         let process = &mappings["properties"]["process"]["properties"];
         assert_eq!(
             process["command_line"],
-            json!({"type": "keyword", "fields": {"text": {"type": "text"}}})
+            json!({"type": "keyword", "ignore_above": 8191, "fields": {"text": {"type": "text"}}})
+        );
+        // A field's own ignore_above stays.
+        assert_eq!(
+            process["title"],
+            json!({"type": "keyword", "ignore_above": 1024})
         );
         assert_eq!(process["name"]["fields"]["text"], json!({"type": "text"}));
         assert_eq!(process["name"]["ignore_above"], 1024);
@@ -308,7 +350,7 @@ mod tests {
         );
         assert_eq!(
             mappings["dynamic_templates"][0]["strings"]["mapping"],
-            json!({"type": "keyword"})
+            json!({"type": "keyword", "ignore_above": 8191})
         );
         let record =
             json!({"wildcard": "keyword", "match_only_text": "text", "scaled_float": "double"});
