@@ -12,11 +12,20 @@ mod common;
 #[allow(dead_code)]
 #[path = "es_job/fixture.rs"]
 mod fixture;
+#[path = "kibana/alerts_mapping.rs"]
+mod kibana;
+#[path = "kibana/install.rs"]
+mod kibana_install;
 
 use serde_json::{json, Value};
 
+use seqwatch::config::{AlertTarget, Config};
+use seqwatch::es::field_types::TYPE_FALLBACKS;
 use seqwatch::es::BulkCreate;
-use seqwatch::state::RunStatus;
+use seqwatch::state::{RunDoc, RunStatus};
+
+use common::IndexCleanup;
+use kibana_install::install_kibanas_alerts_index;
 
 use fixture::{
     at_ms, minutes, rule_fields_mapping, run_at, JobFixture, ProcessStart, Sensor, TruthEvent,
@@ -174,44 +183,109 @@ fn block<'a>(
         .unwrap_or_else(|| panic!("building block {id} of sequence {n} missing"))
 }
 
+/// Two runs of the job at the same instant with `config`: the first alerts every hostile
+/// sequence whole and succeeds, the second writes nothing. Returns the alerts of `target`.
+async fn alert_twice(
+    fx: &JobFixture,
+    config: &Config,
+    target: &str,
+    truth: &[TruthSequence],
+) -> std::collections::BTreeMap<String, Value> {
+    let rule = fx.rule(config);
+    let ctx = fx.ctx(config, "replica-a");
+    let now = at_ms(T + minutes(5));
+    let first: RunDoc = run_at(&ctx, &rule, now).await;
+    assert_eq!(
+        first.status,
+        RunStatus::Succeeded,
+        "{target}: {:?} {:?}",
+        first.error,
+        first.warnings
+    );
+    assert_eq!(first.counts.alerts_created, truth.len() as u64, "{target}");
+    assert_eq!(
+        first.counts.building_blocks_created,
+        2 * truth.len() as u64,
+        "{target}"
+    );
+    assert!(first.counts.source_values_dropped > 0, "{target}");
+    let alerts = fx.alerts_in(target).await;
+    assert_eq!(
+        alerts.len(),
+        3 * truth.len(),
+        "{target}: a shell and two blocks each"
+    );
+    for t in truth {
+        assert!(alerts.contains_key(&t.shell_id()), "{target}");
+    }
+    let second = run_at(&ctx, &rule, now).await;
+    assert_eq!(
+        second.status,
+        RunStatus::Succeeded,
+        "{target}: {:?}",
+        second.error
+    );
+    assert_eq!(second.counts.alerts_created, 0, "{target}");
+    assert_eq!(second.counts.building_blocks_created, 0, "{target}");
+    assert_eq!(
+        second.counts.duplicates_skipped,
+        truth.len() as u64,
+        "{target}"
+    );
+    assert_eq!(fx.alerts_in(target).await.len(), alerts.len(), "{target}");
+    alerts
+}
+
 #[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn hostile_source_values_never_stop_a_rule_and_every_sequence_is_alerted_whole() {
     let fx = JobFixture::new("alerts-hostile").await;
     let truth = load_hostile(&fx).await;
-    let config = fx.config();
-    let rule = fx.rule(&config);
-    let ctx = fx.ctx(&config, "replica-a");
-    let now = at_ms(T + minutes(5));
 
-    let first = run_at(&ctx, &rule, now).await;
+    // Into seqwatch's own index, and through Kibana's alias onto Kibana's own alerts index
+    // (with this node's fallbacks for the types it lacks), in a space of this test's own.
+    let space = fx.name.clone();
+    let (kibana_index, _) = kibana::write_index_for_space(&space);
+    let _cleanup = IndexCleanup::new([kibana_index]);
+    let probed: Vec<&str> = TYPE_FALLBACKS.iter().map(|f| f.kibana_type).collect();
+    let unsupported = fx
+        .es
+        .unsupported_field_types(&probed)
+        .await
+        .expect("probing field types");
+    let (_, kibana_alias) = install_kibanas_alerts_index(&space, &unsupported);
+    let mut kibana_config = fx.config();
+    kibana_config.alerts.target = AlertTarget::Kibana;
+    kibana_config.alerts.kibana_space = space;
+    kibana_config.state.index = format!("{}-kibana", fx.state);
+
+    let alerts = alert_twice(&fx, &fx.config(), &fx.alerts, &truth).await;
+    let in_kibana = alert_twice(&fx, &kibana_config, &kibana_alias, &truth).await;
     assert_eq!(
-        first.status,
-        RunStatus::Succeeded,
-        "{:?} {:?}",
-        first.error,
-        first.warnings
+        alerts.keys().collect::<Vec<_>>(),
+        in_kibana.keys().collect::<Vec<_>>(),
+        "the same alerts in both"
     );
-    assert_eq!(first.counts.alerts_created, truth.len() as u64);
-    assert_eq!(first.counts.building_blocks_created, 2 * truth.len() as u64);
-    assert!(first.counts.source_values_dropped > 0);
-
-    let alerts = fx.alerts_in(&fx.alerts).await;
-    assert_eq!(alerts.len(), 3 * truth.len(), "a shell and two blocks each");
-    for t in &truth {
-        assert!(alerts.contains_key(&t.shell_id()));
+    for written in [&alerts, &in_kibana] {
+        hostile_values_were_handled_as_kibana_handles_them(written, &truth);
     }
+}
+
+/// What Kibana's traversal drops is gone from the building blocks; what it keeps is there.
+fn hostile_values_were_handled_as_kibana_handles_them(
+    alerts: &std::collections::BTreeMap<String, Value>,
+    truth: &[TruthSequence],
+) {
     let names: Vec<&str> = hostilities().iter().map(|(n, _)| *n).collect();
     let at = |tag: &str| names.iter().position(|n| *n == tag).unwrap();
-
     // What Kibana's traversal drops is gone; what it keeps is there.
-    let b = block(&alerts, &truth, at("object-at-leaf"), 0);
+    let b = block(alerts, truth, at("object-at-leaf"), 0);
     assert_eq!(b["user"], json!({"id": "1000"}));
     assert!(b["host"].get("hostname").is_none());
-    let b = block(&alerts, &truth, at("leaf-at-object"), 1);
+    let b = block(alerts, truth, at("leaf-at-object"), 1);
     assert!(b.get("user").is_none() && b.get("observer").is_none());
     assert!(b["process"]["parent"].get("code_signature").is_none());
-    let b = block(&alerts, &truth, at("malformed-values"), 0);
+    let b = block(alerts, truth, at("malformed-values"), 0);
     for gone in ["pid", "uptime", "interactive"] {
         assert!(b["process"].get(gone).is_none(), "process.{gone} kept");
     }
@@ -221,13 +295,13 @@ async fn hostile_source_values_never_stop_a_rule_and_every_sequence_is_alerted_w
     );
     assert!(b["event"].get("created").is_none());
     assert!(b.get("kibana.alert.original_event.created").is_none());
-    let b = block(&alerts, &truth, at("huge-strings"), 0);
+    let b = block(alerts, truth, at("huge-strings"), 0);
     assert_eq!(
         b["process"]["command_line"].as_str().map(str::len),
         Some(100_005)
     );
     assert_eq!(b["message"].as_str().map(str::len), Some(200_000));
-    let b = block(&alerts, &truth, at("deep-nesting"), 0);
+    let b = block(alerts, truth, at("deep-nesting"), 0);
     assert_eq!(
         b["custom"].pointer(&"/a".repeat(100)),
         Some(&json!("bottom"))
@@ -236,7 +310,7 @@ async fn hostile_source_values_never_stop_a_rule_and_every_sequence_is_alerted_w
         b["process"]["parent"].get("group_leader").is_none(),
         "an object at process.parent.group_leader.entity_id (a keyword) goes, and the emptied group_leader with it"
     );
-    let b = block(&alerts, &truth, at("dotted-and-nested"), 0);
+    let b = block(alerts, truth, at("dotted-and-nested"), 0);
     assert_eq!(b["user.name"], json!("dev"));
     assert_eq!(
         b["user"],
@@ -246,7 +320,7 @@ async fn hostile_source_values_never_stop_a_rule_and_every_sequence_is_alerted_w
     assert!(b.get("process.pid").is_none());
     assert!(b.get("process.executable.path").is_none());
     assert_eq!(b["host.os"], json!({"family": "debian"}));
-    let b = block(&alerts, &truth, at("mixed-arrays"), 0);
+    let b = block(alerts, truth, at("mixed-arrays"), 0);
     assert_eq!(b["user"], json!([{"name": "a"}]));
     assert_eq!(
         b["related"],
@@ -254,12 +328,4 @@ async fn hostile_source_values_never_stop_a_rule_and_every_sequence_is_alerted_w
     );
     assert_eq!(b["tags"], json!(["t", null]));
     assert_eq!(b["process"]["env_vars"], json!(["A=1"]));
-
-    // The second run finds every alert and writes nothing.
-    let second = run_at(&ctx, &rule, now).await;
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
-    assert_eq!(second.counts.alerts_created, 0);
-    assert_eq!(second.counts.building_blocks_created, 0);
-    assert_eq!(second.counts.duplicates_skipped, truth.len() as u64);
-    assert_eq!(fx.alerts_in(&fx.alerts).await.len(), alerts.len());
 }

@@ -30,14 +30,32 @@ pub const SEQWATCH_TEMPLATE_FILE: &str =
 pub const SETTINGS_NOT_TAKEN: [&str; 2] =
     ["index.lifecycle.name", "index.lifecycle.rollover_alias"];
 
-/// The one setting seqwatch sets to another value than Kibana's index template: Kibana's
-/// `TOTAL_FIELDS_LIMIT` (2500) is below the field count of its own composed mapping with the
-/// ECS fixture, and Elasticsearch refuses such a template; Kibana gets past that by raising the
-/// limit on the live index and template when a mapping update hits it
-/// (`alerts_service/lib/create_concrete_write_index.ts`, `increaseFieldsLimit`). seqwatch's
-/// template carries a limit that admits the whole mapping from the start:
-/// [`total_fields_limit_for`] of its field count.
+/// The one setting seqwatch may set to another value than Kibana's index template: Kibana's
+/// limit (2800, the default of `xpack.alerting.alertsService.totalFieldsLimit` since 9.4.3,
+/// elastic/kibana#274024) when the composed mapping fits under it, else a limit that admits the
+/// whole mapping from the start ([`limit_for_mapping`]): Elasticsearch refuses a template whose
+/// mapping exceeds its own limit, where Kibana raises the limit on the live index when a
+/// mapping update hits it (`alerts_service/lib/create_concrete_write_index.ts`,
+/// `increaseFieldsLimit`).
 pub const TOTAL_FIELDS_LIMIT_SETTING: &str = "index.mapping.total_fields.limit";
+
+/// The total fields limit seqwatch's template carries for a mapping of `fields` fields, where
+/// Kibana's index template says `kibana_limit`.
+pub fn limit_for_mapping(kibana_limit: usize, fields: usize) -> usize {
+    if fields <= kibana_limit {
+        kibana_limit
+    } else {
+        total_fields_limit_for(fields)
+    }
+}
+
+/// Kibana's index template's total fields limit.
+pub fn kibana_total_fields_limit() -> usize {
+    composed_settings()
+        .get(TOTAL_FIELDS_LIMIT_SETTING)
+        .and_then(Value::as_u64)
+        .expect("Kibana's index template sets a total fields limit") as usize
+}
 
 /// Kibana's rule for the limit of a mapping of `fields` fields
 /// (`getComponentTemplateFromFieldMap`: the next thousand, plus 500), applied to the whole
@@ -369,7 +387,7 @@ pub fn seqwatch_template_section(template_version: u64) -> Value {
             "Kibana's index no longer sets {key}: update SETTINGS_NOT_TAKEN and the docs"
         );
     }
-    let limit = total_fields_limit_for(total_fields(&mappings));
+    let limit = limit_for_mapping(kibana_total_fields_limit(), total_fields(&mappings));
     settings.insert(TOTAL_FIELDS_LIMIT_SETTING.into(), json!(limit));
     json!({"settings": nested_settings(&settings), "mappings": mappings})
 }
