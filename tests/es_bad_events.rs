@@ -620,7 +620,7 @@ async fn the_same_document_in_both_patterns_is_two_events_and_one_sequence() {
         assert!(
             [&fx.defend, &fx.crowdstrike]
                 .iter()
-                .any(|stream| placed.index_of(stream, id) == index),
+                .any(|stream| placed.concrete_index(stream, id) == index),
             "{id}: {index} is where one of its copies went"
         );
     }

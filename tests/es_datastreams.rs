@@ -342,10 +342,10 @@ async fn an_id_created_again_after_a_rollover_is_a_second_event() {
     let second_generation = fx.rollover(Sensor::Defend).await;
     let after = fx.load(&docs[..1]).await;
     let id = &docs[0].id;
-    assert_eq!(after.index_of(&fx.defend, id), second_generation);
+    assert_eq!(after.concrete_index(&fx.defend, id), second_generation);
     assert_ne!(
-        before.index_of(&fx.defend, id),
-        after.index_of(&fx.defend, id)
+        before.concrete_index(&fx.defend, id),
+        after.concrete_index(&fx.defend, id)
     );
     let hits = fx
         .es

@@ -930,7 +930,7 @@ async fn alert_documents_read_back_have_kibanas_shape_field_by_field() {
             assert_eq!(
                 block["kibana.alert.ancestors"],
                 json!([{"id": event.id, "type": "event",
-                        "index": placed.index_of(&event.index, &event.id), "depth": 0}])
+                        "index": placed.concrete_index(&event.index, &event.id), "depth": 0}])
             );
             assert_eq!(
                 block["kibana.alert.original_time"],

@@ -89,8 +89,8 @@ impl TruthSequence {
     }
 }
 
-/// Where the documents of one load went: the backing index the node chose for each, by the
-/// target (data stream or index) and `_id` they were sent to, as the `create` answers say.
+/// Where the documents of one load went: the concrete index that took each (for a data stream,
+/// its write index then), by the target and `_id` they were sent to, as the `create` answers say.
 #[derive(Debug, Clone, Default)]
 pub struct Placement(BTreeMap<(String, String), String>);
 
@@ -110,7 +110,7 @@ impl Placement {
     }
 
     /// The concrete index that took `id`, sent to `target`; panics when this load did not.
-    pub fn index_of(&self, target: &str, id: &str) -> &str {
+    pub fn concrete_index(&self, target: &str, id: &str) -> &str {
         self.0
             .get(&(target.to_owned(), id.to_owned()))
             .unwrap_or_else(|| panic!("{target}/{id} was not in this load"))
@@ -120,7 +120,7 @@ impl Placement {
     /// before loading names the data stream).
     pub fn place(&self, mut truth: TruthSequence) -> TruthSequence {
         for event in &mut truth.events {
-            event.index = self.index_of(&event.index, &event.id).to_owned();
+            event.index = self.concrete_index(&event.index, &event.id).to_owned();
         }
         truth
     }
@@ -336,7 +336,7 @@ impl JobFixture {
                     .iter()
                     .map(|e| TruthEvent {
                         index: placement
-                            .index_of(self.map_generated_index(&e.index), &e.id)
+                            .concrete_index(self.map_generated_index(&e.index), &e.id)
                             .to_owned(),
                         id: e.id.clone(),
                         ts_ms: times[&e.id],
