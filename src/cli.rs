@@ -73,7 +73,7 @@ pub enum Command {
 /// Arguments of `seqwatch setup`.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    /// Also install the templates for the source indices
+    /// Also install the data-stream templates for the sources
     /// (`logs-endpoint.events.process-*`, `logs-crowdstrike.fdr-*`). For test clusters only:
     /// production clusters get these from Fleet.
     #[arg(long)]

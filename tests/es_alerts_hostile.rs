@@ -28,8 +28,8 @@ use common::IndexCleanup;
 use kibana_install::install_kibanas_alerts_index;
 
 use fixture::{
-    at_ms, minutes, rule_fields_mapping, run_at, JobFixture, ProcessStart, Sensor, TruthEvent,
-    TruthSequence,
+    at_ms, minutes, rule_fields_mapping, run_at, JobFixture, ProcessStart, Sensor, TemplateKind,
+    TruthEvent, TruthSequence,
 };
 
 /// 2026-11-18T06:13:20Z plus an hour.
@@ -147,13 +147,15 @@ fn hostile_sequences(index: &str) -> (Vec<BulkCreate>, Vec<TruthSequence>) {
     (docs, truth)
 }
 
-/// Loads the hostile sequences into an index that keeps them as Fleet's do: the rule's fields
-/// mapped, everything else kept in `_source` (`dynamic: false`), malformed values ignored.
+/// Loads the hostile sequences into a data stream that keeps them as Fleet's do: the rule's
+/// fields mapped, everything else kept in `_source` (`dynamic: false`), malformed values
+/// ignored. Returns their truth, placed in the backing index they went to.
 async fn load_hostile(fx: &JobFixture) -> Vec<TruthSequence> {
     let index = format!("{}-hostile", fx.defend);
     fx.install_test_template(
         &format!("{}-hostile", fx.name),
         &format!("{index}*"),
+        TemplateKind::DataStream,
         json!({"mapping": {"ignore_malformed": true}}),
         rule_fields_mapping(json!({
             "process": {"properties": {
@@ -166,8 +168,7 @@ async fn load_hostile(fx: &JobFixture) -> Vec<TruthSequence> {
     )
     .await;
     let (docs, truth) = hostile_sequences(&index);
-    fx.load(&docs).await;
-    truth
+    fx.load(&docs).await.place_all(truth)
 }
 
 /// A building block of `truth`'s sequence `n`, stage `stage`, from `alerts`.

@@ -1,6 +1,7 @@
 //! Bad events against a real Elasticsearch (run by `scripts/test` against each pinned major
-//! version): documents of every odd shape are stored in indices that match the rule's patterns
-//! (with test-only index templates where the normal mapping would refuse them), mixed with
+//! version): documents of every odd shape are stored in data streams and indices that match the
+//! rule's patterns (with test-only index templates where the normal mapping would refuse them,
+//! and a plain index for what no data stream accepts), mixed with
 //! planted sequences, and one run of the job must succeed, write the sequences' alerts, and
 //! count and name every event it cannot read. Where Elasticsearch EQL reads an odd event
 //! without trouble, seqwatch must too (and alert); where ES EQL would fail the whole query,
@@ -20,12 +21,12 @@ use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 
 use seqwatch::engine::BAD_EVENT_SAMPLES;
-use seqwatch::es::EsAuth;
+use seqwatch::es::{BulkOutcome, EsAuth};
 use seqwatch::state::{RunDoc, RunStatus};
 
 use fixture::{
     at_ms, expected_shells, install_sequence, minutes, rule_fields_mapping, run_at, JobFixture,
-    ProcessStart, Sensor, TruthEvent, TruthSequence,
+    ProcessStart, Sensor, TemplateKind, TruthEvent, TruthSequence,
 };
 
 /// 2026-11-18T06:13:20Z plus an hour: every planted event lies a few seconds after it.
@@ -35,11 +36,13 @@ fn iso(ms: i64) -> String {
     at_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Sends `body` as raw text to `PUT /<index>/_doc/<id>?refresh=true`. A `serde_json::Value`
-/// cannot hold what some tests store (a lone UTF-16 surrogate escape), and the client only
-/// sends values, so this goes through `curl` (TLS with the test node's CA when it has one).
-/// The credentials reach curl on its standard input, never on its command line.
-fn put_raw(index: &str, id: &str, body: &str) {
+/// Sends `body` as raw text to `PUT /<index>/_create/<id>?refresh=true` (a data stream takes
+/// only `create`s) and returns the concrete index that took it (for a data stream, the backing
+/// index). A `serde_json::Value` cannot hold what some tests store (a lone UTF-16 surrogate
+/// escape), and the client only sends values, so this goes through `curl` (TLS with the test
+/// node's CA when it has one). The credentials reach curl on its standard input, never on its
+/// command line.
+fn put_raw(index: &str, id: &str, body: &str) -> String {
     let url = common::es_url();
     let mut body_file = tempfile::NamedTempFile::new().expect("a temporary file");
     body_file
@@ -68,12 +71,12 @@ fn put_raw(index: &str, id: &str, body: &str) {
     ])
     .arg("--data-binary")
     .arg(format!("@{}", body_file.path().display()))
-    .args(["-o", "/dev/null", "-w", "%{http_code}"]);
+    .args(["-w", "\n%{http_code}"]);
     if let Some(ca) = common::es_ca_file() {
         curl.arg("--cacert").arg(ca);
     }
     curl.arg(format!(
-        "{}/{index}/_doc/{id}?refresh=true",
+        "{}/{index}/_create/{id}?refresh=true",
         url.trim_end_matches('/')
     ));
     let mut child = curl
@@ -88,11 +91,17 @@ fn put_raw(index: &str, id: &str, body: &str) {
         .write_all(config.as_bytes())
         .expect("passing curl its configuration");
     let out = child.wait_with_output().expect("curl finished");
-    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (answer, status) = text.rsplit_once('\n').unwrap_or(("", &text));
     assert!(
-        out.status.success() && (status == "201" || status == "200"),
-        "storing {index}/{id} failed: HTTP {status}"
+        out.status.success() && status == "201",
+        "storing {index}/{id} failed: HTTP {status}: {answer}"
     );
+    let answer: Value = serde_json::from_str(answer).expect("a JSON answer");
+    answer["_index"]
+        .as_str()
+        .expect("the answer names the index")
+        .to_owned()
 }
 
 /// A Defend `exec` of `name` with `args` on `host`, as JSON text with `patch` applied.
@@ -159,41 +168,46 @@ fn named(run: &RunDoc) -> BTreeSet<(String, String, String)> {
 ///
 /// Counted and named as bad events (ES EQL would fail the whole query on each, seqwatch skips
 /// only the event):
-/// - a join key holding an object (`host.id: {...}`, stored through an index that maps
+/// - a join key holding an object (`host.id: {...}`, stored through a data stream that maps
 ///   `host.id` as an object): "Cannot use field [host.id] due to ambiguities being mapped as
 ///   [2] incompatible types" (`handleSpecialFields`,
 ///   `x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/analyzer/AnalyzerRules.java`);
 /// - a multi-valued `@timestamp`: "Arrays (returned by [@timestamp]) are not supported"
 ///   (`unwrapMultiValue`,
 ///   `x-pack/plugin/ql/src/main/java/org/elasticsearch/xpack/ql/execution/search/extractor/AbstractFieldHitExtractor.java`).
+///   A data stream refuses such a document ("data stream timestamp field [@timestamp]
+///   encountered multiple values"), so it is stored in a plain index under the pattern.
 ///
 /// Counted where seqwatch must differ from ES: nesting deeper than serde_json's limit of 128.
 /// ES stores and indexes it (its parser allows far more), so ES EQL would use the event;
 /// seqwatch cannot decode the `_source` and skips the event, named.
 ///
 /// Never fetched, in ES EQL as here: a missing, unparsable or boolean `@timestamp` (stored
-/// through `ignore_malformed`). Kibana's request carries a range filter on the timestamp
+/// through `ignore_malformed`, in the plain index: a data stream refuses a document without a
+/// timestamp, and `ignore_malformed` does not help there). Kibana's request carries a range filter on the timestamp
 /// (`build_eql_search_request.ts`), as seqwatch's search does, so no such document reaches
 /// either matcher; they are not in any window, so no run can count them.
 #[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts() {
     let fx = JobFixture::new("bad-events").await;
-    let defend = fx.defend.clone();
     let objects = format!("{}-objects", fx.defend);
     let lenient = format!("{}-lenient", fx.defend);
     fx.install_test_template(
         &format!("{}-objects", fx.name),
         &format!("{objects}*"),
+        TemplateKind::DataStream,
         json!({}),
         rule_fields_mapping(json!({"host": {"properties": {
             "id": {"type": "object", "dynamic": true},
             "os": {"properties": {"type": {"type": "keyword"}}}}}})),
     )
     .await;
+    // A plain index, deliberately: it holds what a data stream refuses.
     fx.install_test_template(
         &format!("{}-lenient", fx.name),
         &format!("{lenient}*"),
+        TemplateKind::PlainIndex,
         json!({}),
         rule_fields_mapping(json!({"@timestamp": {"type": "date", "ignore_malformed": true}})),
     )
@@ -201,7 +215,18 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
 
     // A plain sequence, loaded through the client.
     let (docs, good) = install_sequence(&fx, Sensor::Defend, "good", "host-good", T, T + 2_000);
-    fx.load(&docs).await;
+    let good = fx.load(&docs).await.place(good);
+    // Every event stored in the Defend stream lands in its one backing index, whose name the
+    // alert ids and the bad-event reports carry.
+    let defend = good.events[0].index.clone();
+    assert!(common::is_backing_index_of(&defend, &fx.defend), "{defend}");
+    let store = |index: &str, id: &str, body: &str| {
+        let stored_in = put_raw(index, id, body);
+        if index == fx.defend {
+            assert_eq!(stored_in, defend, "{id}");
+        }
+        stored_in
+    };
     let mut expected = vec![good];
 
     let npm = |ts, host: &str, entity: &str, patch: &dyn Fn(&mut Value)| {
@@ -229,15 +254,15 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     let none = |_: &mut Value| {};
 
     // Numbers where keywords belong: ES indexes their text.
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "num-npm",
         &npm(T + 100, "host-num", "x", &|v| {
             v["process"]["entity_id"] = json!(4242)
         }),
     );
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "num-sh",
         &child(T + 900, "host-num", "4242", &|v| {
             v["process"]["name"] = json!(7)
@@ -248,15 +273,15 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         (&defend, "num-sh", T + 900),
     ]));
     // Arrays where scalars belong: a multi-valued key joins on each of its values.
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "arr-npm",
         &npm(T + 200, "x", "arr-e", &|v| {
             v["host"]["id"] = json!(["host-arr-1", "host-arr-2"])
         }),
     );
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "arr-sh",
         &child(T + 1_200, "host-arr-2", "arr-e", &none),
     );
@@ -265,8 +290,8 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         (&defend, "arr-sh", T + 1_200),
     ]));
     // A huge array.
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "huge-npm",
         &npm(T + 300, "host-huge", "huge-e", &|v| {
             let mut args: Vec<Value> = (0..100_000).map(|i| json!(format!("a{i}"))).collect();
@@ -274,8 +299,8 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
             v["process"]["args"] = Value::Array(args);
         }),
     );
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "huge-sh",
         &child(T + 1_300, "host-huge", "huge-e", &none),
     );
@@ -284,13 +309,13 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         (&defend, "huge-sh", T + 1_300),
     ]));
     // A timestamp of another JSON type that the date format accepts.
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "epoch-npm",
         &npm(T + 400, "host-epoch", "epoch-e", &none),
     );
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "epoch-sh",
         &child(T + 1_400, "host-epoch", "epoch-e", &|v| {
             v["@timestamp"] = json!(T + 1_400)
@@ -308,8 +333,8 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         v["process"]["command_line"] = json!("PLACEHOLDER")
     })
     .replace("\"PLACEHOLDER\"", "\"sh -c \\udc00 x\"");
-    put_raw(&defend, "sur-npm", &sur_npm);
-    put_raw(&defend, "sur-sh", &sur_sh);
+    store(&fx.defend, "sur-npm", &sur_npm);
+    store(&fx.defend, "sur-sh", &sur_sh);
     expected.push(truth(&[
         (&defend, "sur-npm", T + 500),
         (&defend, "sur-sh", T + 1_500),
@@ -321,13 +346,13 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     for _ in 0..150 {
         deep_elsewhere = json!([deep_elsewhere]);
     }
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "full-npm",
         &npm(T + 550, "host-full", "full-e", &none),
     );
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "full-sh",
         &child(T + 1_550, "host-full", "full-e", &|v| {
             v["user"]["custom"] = deep_elsewhere.clone()
@@ -339,16 +364,33 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     ]));
 
     // Bad: an object where the join key's value belongs.
-    put_raw(
+    let objects_at = store(
         &objects,
         "object-key",
         &npm(T + 600, "x", "obj-e", &|v| {
             v["host"]["id"] = json!({"name": "host-good"})
         }),
     );
-    // Bad: two timestamps.
-    put_raw(
-        &defend,
+    // Bad: two timestamps, which only a plain index takes.
+    let refused = fx
+        .es
+        .bulk_create(&[seqwatch::es::BulkCreate::new(
+            fx.defend.clone(),
+            "two-times",
+            serde_json::from_str(&npm(T + 700, "host-two", "two-e", &|v| {
+                v["@timestamp"] = json!([iso(T + 700), iso(T + 800)]);
+            }))
+            .expect("JSON"),
+        )])
+        .await
+        .expect("bulk");
+    assert!(
+        matches!(&refused[0].outcome, BulkOutcome::Failed { status: 400, reason, .. }
+            if reason.contains("[@timestamp]")),
+        "a data stream takes exactly one @timestamp: {refused:?}"
+    );
+    store(
+        &lenient,
         "two-times",
         &npm(T + 700, "host-two", "two-e", &|v| {
             v["@timestamp"] = json!([iso(T + 700), iso(T + 800)]);
@@ -359,8 +401,8 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     for _ in 0..150 {
         deep = json!([deep]);
     }
-    put_raw(
-        &defend,
+    store(
+        &fx.defend,
         "deep",
         &npm(T + 800, "host-deep", "deep-e", &|v| {
             v["process"]["args"] = deep.clone()
@@ -372,7 +414,7 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         ("bad-time", Some(json!("yesterday"))),
         ("bool-time", Some(json!(true))),
     ] {
-        put_raw(
+        store(
             &lenient,
             id,
             &npm(T + 900, "host-lenient", "len-e", &|v| match &ts {
@@ -389,8 +431,8 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
         .await
         .expect("counting");
     assert_eq!(
-        stored, 3,
-        "the node keeps documents without a usable timestamp"
+        stored, 4,
+        "the plain index keeps documents without one usable timestamp"
     );
 
     let config = fx.config();
@@ -416,12 +458,12 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
     );
     let want: BTreeSet<(String, String, String)> = [
         (
-            objects.clone(),
+            objects_at.clone(),
             "object-key",
             "join key host.id holds an object; a key must be a value".to_owned(),
         ),
         (
-            defend.clone(),
+            lenient.clone(),
             "two-times",
             "timestamp field `@timestamp` has 2 values; exactly one is required".to_owned(),
         ),
@@ -485,7 +527,7 @@ async fn every_kind_of_bad_event_is_counted_and_named_and_the_run_still_alerts()
 async fn the_sample_of_bad_events_is_bounded_and_the_count_exact() {
     let fx = JobFixture::new("bad-events-cap").await;
     let (docs, good) = install_sequence(&fx, Sensor::Defend, "good", "host-good", T, T + 2_000);
-    fx.load(&docs).await;
+    let good = fx.load(&docs).await.place(good);
     let bad = BAD_EVENT_SAMPLES + 7;
     let mut deep = json!(["install"]);
     for _ in 0..140 {
@@ -510,10 +552,11 @@ async fn the_sample_of_bad_events_is_bounded_and_the_count_exact() {
     assert_eq!(run.error, None, "{run:#?}");
     assert_eq!(run.counts.bad_events, bad as u64);
     assert_eq!(run.bad_events.len(), BAD_EVENT_SAMPLES);
+    // Named by the backing index that holds them, the one the good sequence went to.
     assert!(run
         .bad_events
         .iter()
-        .all(|b| b.id.starts_with("deep-") && b.index == fx.defend));
+        .all(|b| b.id.starts_with("deep-") && b.index == good.events[0].index));
     assert_eq!(
         fx.shells_in(&fx.alerts).await,
         BTreeSet::from([good.shell_id()])
@@ -543,7 +586,7 @@ async fn the_same_document_in_both_patterns_is_two_events_and_one_sequence() {
             d.document.clone(),
         ));
     }
-    fx.load(&copies).await;
+    let placed = fx.load(&copies).await;
     let config = fx.config();
     let rule = fx.rule(&config);
     let ctx = fx.ctx(&config, "bad-events-twice");
@@ -573,4 +616,12 @@ async fn the_same_document_in_both_patterns_is_two_events_and_one_sequence() {
         blocks[0].1, blocks[1].1,
         "parent and child come from different copies: {blocks:?}"
     );
+    for (_, index, id) in &blocks {
+        assert!(
+            [&fx.defend, &fx.crowdstrike]
+                .iter()
+                .any(|stream| placed.concrete_index(stream, id) == index),
+            "{id}: {index} is where one of its copies went"
+        );
+    }
 }

@@ -195,7 +195,8 @@ async fn alerts_carry_the_criticality_and_risk_of_their_host_and_user() {
         T0 + minutes(6) + 2_000,
     );
     docs.extend(more);
-    fx.load(&docs).await;
+    let placed = fx.load(&docs).await;
+    let (defend, crowdstrike) = (placed.place(defend), placed.place(crowdstrike));
     let entries = [
         criticality_record(&criticality, "host", "h-crit.build", "high_impact"),
         criticality_record(&criticality, "user", "runner", "medium_impact"),
@@ -282,7 +283,7 @@ async fn without_the_enrichment_indices_alerts_are_written_as_they_are() {
         T0 + minutes(4),
         T0 + minutes(4) + 2_000,
     );
-    fx.load(&docs).await;
+    let defend = fx.load(&docs).await.place(defend);
     let rule = fx.rule(&config);
     let ctx = fx.ctx(&config, "enrichment-test");
     let run = run_at(&ctx, &rule, at_ms(T0 + minutes(10))).await;

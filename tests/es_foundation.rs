@@ -1,8 +1,8 @@
 //! The Elasticsearch foundation against a real node (`scripts/es start`, or `scripts/test`,
 //! which runs this against each pinned major version): templates install, hand-written Elastic
-//! Defend and CrowdStrike documents load with `create`, duplicates come back as "already
-//! exists", the template types apply, term and range queries find the documents, and a point in
-//! time pages with `_shard_doc`. The tests are ignored unless asked for (`--include-ignored`, as
+//! Defend and CrowdStrike documents load with `create` into data streams (each answer names the
+//! backing index), duplicates come back as "already exists", the template types apply, term
+//! and range queries find the documents, and a point in time pages with `_shard_doc`. The tests are ignored unless asked for (`--include-ignored`, as
 //! `scripts/test` does); run without a node they fail.
 
 mod common;
@@ -16,9 +16,10 @@ use seqwatch::es::{
 };
 use serde_json::{json, Value};
 
-use common::{require_es, unique_name, IndexCleanup};
+use common::{is_backing_index_of, require_es, unique_name, IndexCleanup};
 
-/// A Defend index and a CrowdStrike index unique to one test, matching the source templates.
+/// A Defend and a CrowdStrike data stream unique to one test, made by the source templates on
+/// the first write.
 struct SourceIndices {
     defend: String,
     crowdstrike: String,
@@ -37,9 +38,25 @@ impl SourceIndices {
         }
     }
 
-    /// Both indices, comma-separated, for multi-index requests.
+    /// Both streams, comma-separated, for multi-index requests.
     fn both(&self) -> String {
         format!("{},{}", self.defend, self.crowdstrike)
+    }
+
+    /// The one mapping of `stream`'s backing index among `mappings` (`_mapping` of a data
+    /// stream answers by backing index).
+    fn mapping<'m>(
+        mappings: &'m std::collections::BTreeMap<String, Value>,
+        stream: &str,
+    ) -> &'m Value {
+        let mut of_stream = mappings
+            .iter()
+            .filter(|(index, _)| is_backing_index_of(index, stream));
+        let (_, mapping) = of_stream
+            .next()
+            .unwrap_or_else(|| panic!("no backing index of {stream} in {:?}", mappings.keys()));
+        assert!(of_stream.next().is_none(), "{stream} has one backing index");
+        mapping
     }
 }
 
@@ -209,6 +226,12 @@ async fn setup_installs_the_templates_and_get_shows_them() {
         let ours = template.body().expect("body");
         assert_eq!(got["priority"], ours["priority"]);
         assert_eq!(
+            got.get("data_stream").is_some(),
+            template.source_indices,
+            "{}: the sources are data streams",
+            template.name
+        );
+        assert_eq!(
             got["template"]["mappings"]["dynamic"],
             ours["template"]["mappings"]["dynamic"]
         );
@@ -277,8 +300,10 @@ async fn bulk_create_loads_documents_and_reports_duplicates_and_failures() {
             failed: 0
         }
     );
+    // Each answer names the backing index the data stream put the document in.
     for (item, op) in first.iter().zip(&ops) {
-        assert_eq!((&item.index, &item.id), (&op.index, &op.id));
+        assert_eq!(item.id, op.id);
+        assert!(is_backing_index_of(&item.index, &op.index), "{item:?}");
     }
 
     let second = es.bulk_create(&ops).await.expect("second load");
@@ -334,7 +359,7 @@ async fn source_templates_apply_their_ecs_types() {
     let mappings = es.get_mapping(&indices.both()).await.expect("mapping");
     assert_eq!(mappings.len(), 2, "{:?}", mappings.keys());
     for index in [&indices.defend, &indices.crowdstrike] {
-        let mapping = &mappings[index.as_str()];
+        let mapping = SourceIndices::mapping(&mappings, index);
         for (field, ty) in [
             ("@timestamp", "date"),
             ("event.created", "date"),
@@ -362,14 +387,14 @@ async fn source_templates_apply_their_ecs_types() {
             );
         }
     }
-    let defend = &mappings[indices.defend.as_str()];
+    let defend = SourceIndices::mapping(&mappings, &indices.defend);
     assert_eq!(mapped_field_type(defend, "event.sequence"), Some("long"));
     // dynamic: false (as in production): the unknown field is kept in _source, not mapped.
     assert_eq!(
         mapped_field_type(defend, "process.Ext.unmapped_probe"),
         None
     );
-    let crowdstrike = &mappings[indices.crowdstrike.as_str()];
+    let crowdstrike = SourceIndices::mapping(&mappings, &indices.crowdstrike);
     // Dynamic strings become keyword, like ecs@mappings in production.
     assert_eq!(
         mapped_field_type(crowdstrike, "crowdstrike.ParentBaseFileName"),

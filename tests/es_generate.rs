@@ -1,5 +1,5 @@
-//! Generated data against a real node: it loads through the source templates with the mapped
-//! types applied, and it is searchable the way the rule's push-down searches it.
+//! Generated data against a real node: it loads into data streams through the source templates
+//! with the mapped types applied, and it is searchable the way the rule's push-down searches it.
 
 mod common;
 
@@ -108,10 +108,11 @@ async fn generated_events_load_with_mapped_types_and_are_searchable() {
             ][..],
         ),
     ] {
+        // A data stream's mapping is its backing index's, and there is one.
         let mappings = es.get_mapping(index).await.unwrap();
-        let mapping = mappings
-            .get(index.as_str())
-            .unwrap_or_else(|| panic!("no mapping for {index}"));
+        assert_eq!(mappings.len(), 1, "{:?}", mappings.keys());
+        let (backing, mapping) = mappings.iter().next().expect("one backing index");
+        assert!(common::is_backing_index_of(backing, index), "{backing}");
         for (field, ty) in fields {
             assert_eq!(mapped_type(mapping, field), Some(*ty), "{index}: {field}");
         }

@@ -3,7 +3,9 @@
 //! generated and hand-written Elastic Defend and CrowdStrike events, checked against the
 //! generator's ground truth and Kibana's alert ids and shapes (Kibana paths below are relative to
 //! `x-pack/solutions/security/plugins/security_solution/server/lib/detection_engine/` in
-//! elastic/kibana). Each test has its own source, alerts and state indices, deleted at the end. The tests
+//! elastic/kibana). Each test has its own source data streams (emptied at the end: the
+//! integ-test distribution cannot delete a data stream) and alerts and state indices (deleted
+//! at the end); `tests/es_datastreams.rs` rolls the streams over between and inside runs. The tests
 //! are ignored unless asked for (`--include-ignored`, as `scripts/test` does); run without a
 //! node they fail.
 
@@ -49,7 +51,8 @@ fn all_ids(truth: &[&TruthSequence]) -> BTreeSet<String> {
 
 /// Scenario 1. The generator's ground truth for the window of one run, over both index
 /// patterns, equals the shell alerts written, id for id (ids hash the concrete `_index`, here
-/// the test's own indices: `generate_building_block_ids.ts`). Both sensors contribute.
+/// the backing indices of the test's data streams: `generate_building_block_ids.ts`). Both
+/// sensors contribute.
 #[ignore = "needs Elasticsearch; scripts/test runs it"]
 #[tokio::test]
 async fn seeded_scenario_alerts_exactly_the_ground_truth_of_the_window_in_both_patterns() {
@@ -200,7 +203,7 @@ async fn a_sequence_split_across_two_windows_is_found_by_the_second_run() {
         docs.extend(d);
         truth.push(s);
     }
-    fx.load(&docs).await;
+    let truth = fx.load(&docs).await.place_all(truth);
     let config = fx.config();
     let rule = fx.rule(&config);
     let ctx = fx.ctx(&config, "job-test");
@@ -258,7 +261,7 @@ async fn more_than_max_signals_writes_the_latest_100_and_the_next_run_alerts_the
         docs.extend(d);
         truth.push(s);
     }
-    fx.load(&docs).await;
+    let truth = fx.load(&docs).await.place_all(truth);
     let config = fx.config();
     let rule = fx.rule(&config);
     assert_eq!(rule.max_signals, 100);
@@ -742,7 +745,18 @@ async fn alert_documents_read_back_have_kibanas_shape_field_by_field() {
         parent_ms + 10_100,
     );
     docs.extend(cs_docs);
-    fx.load(&docs).await;
+    let placed = fx.load(&docs).await;
+    let (defend, crowdstrike) = (placed.place(defend), placed.place(crowdstrike));
+    for (seq, stream) in [(&defend, &fx.defend), (&crowdstrike, &fx.crowdstrike)] {
+        for event in &seq.events {
+            assert!(
+                common::is_backing_index_of(&event.index, stream),
+                "{} went to {}, not to a backing index of {stream}",
+                event.id,
+                event.index
+            );
+        }
+    }
     let config = fx.config();
     let rule = fx.rule(&config);
     let ctx = fx.ctx(&config, "job-test");
@@ -915,7 +929,8 @@ async fn alert_documents_read_back_have_kibanas_shape_field_by_field() {
             assert_eq!(block["kibana.alert.depth"], json!(1));
             assert_eq!(
                 block["kibana.alert.ancestors"],
-                json!([{"id": event.id, "type": "event", "index": event.index, "depth": 0}])
+                json!([{"id": event.id, "type": "event",
+                        "index": placed.concrete_index(&event.index, &event.id), "depth": 0}])
             );
             assert_eq!(
                 block["kibana.alert.original_time"],
@@ -1016,7 +1031,8 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
         t + minutes(2),
         t + minutes(2) + 4_000,
     );
-    fx.load(&[docs, late_docs].concat()).await;
+    let placed = fx.load(&[docs, late_docs].concat()).await;
+    let (before, during) = (placed.place(before), placed.place(during));
     let good = run_at(&ctx, &rule, at_ms(t)).await;
     assert_eq!(good.status, RunStatus::Succeeded, "{good:#?}");
     assert_eq!(good.counts.alerts_created, 1, "{good:#?}");
@@ -1083,7 +1099,7 @@ async fn failure_paths_fail_clearly_and_leave_the_checkpoint() {
         t + minutes(12),
         t + minutes(12) + 2_000,
     );
-    fx.load(&docs).await;
+    let third = fx.load(&docs).await.place(third);
     let refused = run_at(&ctx_c, &rule_c, at_ms(t + minutes(15))).await;
     assert_eq!(refused.status, RunStatus::Failed, "{refused:#?}");
     let error = refused.error.clone().expect("an error");

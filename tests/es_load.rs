@@ -2,8 +2,8 @@
 //! candidates and 200 daemon runs): one window where every event is a candidate of the built-in
 //! rule and the number of complete sequences is known exactly, and the real `seqwatch run`
 //! binary on a 1-second cron over events arriving in real time, sampled for open file
-//! descriptors and memory between runs. Each test has its own indices (tests/es_job/fixture.rs),
-//! deleted at the end. The tests are ignored unless asked for (`--include-ignored`, as
+//! descriptors and memory between runs. Each test has its own data streams and indices
+//! (tests/es_job/fixture.rs), emptied and deleted at the end. The tests are ignored unless asked for (`--include-ignored`, as
 //! `scripts/test` does); run without a node they fail.
 
 mod common;
@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use seqwatch::es::{BulkCreate, BulkSummary};
+use seqwatch::es::BulkCreate;
 use seqwatch::state::RunStatus;
 use seqwatch::window::Window;
 
@@ -28,7 +28,8 @@ use fixture::{
 /// The rule's maxspan.
 const MAXSPAN_MS: i64 = 10_000;
 
-/// Events of a planted workload, and the sequences among them.
+/// Events of a planted workload, and the sequences among them (naming the data streams until
+/// placed).
 struct Planted {
     events: Vec<BulkCreate>,
     truth: Vec<TruthSequence>,
@@ -181,20 +182,10 @@ fn plan(
     Planted { events, truth }
 }
 
-/// Bulk-loads `events` in batches and refreshes.
-async fn load(fx: &JobFixture, events: &[BulkCreate]) {
-    let mut created = 0;
-    for batch in events.chunks(5_000) {
-        let items = fx.es.bulk_create(batch).await.expect("bulk load");
-        let summary = BulkSummary::of(&items);
-        assert_eq!(summary.failed, 0, "bulk refused documents");
-        created += summary.created;
-    }
-    assert_eq!(created, events.len(), "every event is new");
-    fx.es
-        .refresh(&format!("{}*,{}*", fx.defend, fx.crowdstrike))
-        .await
-        .expect("refresh");
+/// Bulk-loads the planted events and returns their truth, placed in the backing indices the
+/// events went to.
+async fn load(fx: &JobFixture, planted: Planted) -> Vec<TruthSequence> {
+    fx.load(&planted.events).await.place_all(planted.truth)
 }
 
 /// 50,000 candidates with 1,200 sequences in one 9-minute window. `once` fetches and correlates
@@ -213,7 +204,7 @@ async fn a_window_of_candidates_yields_exactly_the_planted_sequences() {
     let length_ms = 9 * 60_000;
     let planted = plan(&fx, TOTAL, SEQUENCES, 50, start_ms, length_ms);
     assert_eq!(planted.events.len(), TOTAL);
-    load(&fx, &planted.events).await;
+    let truth = load(&fx, planted).await;
 
     let mut config = fx.config();
     // The one query, so that every one of the 50,000 candidates is fetched and correlated (the
@@ -249,9 +240,9 @@ async fn a_window_of_candidates_yields_exactly_the_planted_sequences() {
     );
 
     let window = Window { from, to };
-    let all = expected_shells(&planted.truth, &window);
+    let all = expected_shells(&truth, &window);
     assert_eq!(all.len(), SEQUENCES, "every planted sequence is inside");
-    let mut by_end: Vec<&TruthSequence> = planted.truth.iter().collect();
+    let mut by_end: Vec<&TruthSequence> = truth.iter().collect();
     by_end.sort_by_key(|t| std::cmp::Reverse(t.last_ms()));
     assert_ne!(
         by_end[99].last_ms(),
@@ -348,8 +339,7 @@ async fn scheduled_daemon_runs_keep_descriptors_and_memory_flat() {
     let (start_ms, length_ms) = (now_ms - 60_000, 240_000);
     let sequences = (2 * length_ms / 1_000) as usize;
     let total = 2 * sequences + (20 * length_ms / 1_000) as usize;
-    let planted = plan(&fx, total, sequences, 20, start_ms, length_ms);
-    load(&fx, &planted.events).await;
+    let truth = load(&fx, plan(&fx, total, sequences, 20, start_ms, length_ms)).await;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = free_port();
@@ -461,7 +451,7 @@ async fn scheduled_daemon_runs_keep_descriptors_and_memory_flat() {
         from: runs.iter().map(|r| r.window.from).min().expect("runs"),
         to: runs.iter().map(|r| r.window.to).max().expect("runs"),
     };
-    let expected = expected_shells(&planted.truth, &covered);
+    let expected = expected_shells(&truth, &covered);
     assert!(
         expected.len() as u64 >= RUNS,
         "{} sequences",

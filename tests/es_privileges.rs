@@ -273,7 +273,7 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
         docs.extend(d);
         truth.push(t);
     }
-    fx.load(&docs).await;
+    let truth = fx.load(&docs).await.place_all(truth);
 
     // The enrichment indices of a space of this test's own, with an entry for the Defend
     // sequence's host; the role names them for that space.
@@ -550,7 +550,7 @@ async fn an_api_key_with_the_documented_role_runs_and_a_weaker_one_is_refused() 
         T0 + minutes(5),
         T0 + minutes(5) + 1_000,
     );
-    fx.load(&docs).await;
+    let truth = fx.load(&docs).await.place(truth);
     let config = fx.config();
     let rule = fx.rule(&config);
 

@@ -6,7 +6,7 @@
 //! (`node_faults/proxy.rs`) between seqwatch and the node. They share the node, so they run one
 //! at a time (a global async mutex).
 //!
-//! Every test seeds its own indices with `seqwatch::generate`, takes the generator's ground
+//! Every test seeds its own data streams with `seqwatch::generate`, takes the generator's ground
 //! truth as the baseline, runs with the fault and asserts the status, the checkpoint, the run
 //! document's message, and that after the next clean run the alerts are exactly the baseline,
 //! each id stored once. Each prints a `FIGURE` line (stderr) for `docs/reliability.md`.
@@ -35,7 +35,9 @@ use seqwatch::run::{PreparedRule, RunContext};
 use seqwatch::state::{RunDoc, RunStatus, StoredWindow};
 use seqwatch::window::Window;
 
-use fixture::{at_ms, minutes, run_at, JobFixture, TruthSequence};
+use fixture::{
+    at_ms, minutes, rule_fields_mapping, run_at, JobFixture, TemplateKind, TruthSequence,
+};
 use proxy::{bulk_ids, Fault, FaultProxy, Rule};
 
 /// The tests share one node that some of them stop: one at a time.
@@ -703,21 +705,23 @@ async fn a_lost_point_in_time_or_a_failed_shard_fails_the_run_without_partial_al
         0,
     );
 
-    // (b) A shard failure. The broken index matches the rule's Defend pattern.
+    // (b) A shard failure. The broken index matches the rule's Defend pattern. A plain index,
+    // deliberately: the test deletes it afterwards, and the integ-test distribution cannot
+    // delete a data stream. The rule's other fields are mapped as in Defend's template: were
+    // they unmapped, their clauses would rewrite the query to match nothing on this shard
+    // before the `host.os.type` term is built, and no shard would fail.
     let broken = format!("{}-broken", fx.defend);
     let upstream = common::es_url().trim_start_matches("http://").to_owned();
-    let mapping = json!({"mappings": {"properties": {"@timestamp": {"type": "date"},
-        "host": {"properties": {"os": {"properties": {"type": {"type": "long"}}}}}}}});
-    let (status, _, body) = proxy::raw_request(
-        &upstream,
-        "PUT",
-        &format!("/{broken}"),
-        &[],
-        mapping.to_string().as_bytes(),
+    let keyword = json!({"type": "keyword", "ignore_above": 1024});
+    fx.install_test_template(
+        &format!("{}-broken", fx.name),
+        &format!("{broken}*"),
+        TemplateKind::PlainIndex,
+        json!({}),
+        rule_fields_mapping(json!({"host": {"properties": {"id": keyword,
+            "os": {"properties": {"type": {"type": "long"}}}}}})),
     )
-    .await
-    .expect("creating the broken index");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    .await;
     let ts = at_ms(now - minutes(1)).to_rfc3339();
     fx.es
         .put_doc(

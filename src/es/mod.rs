@@ -545,6 +545,53 @@ impl EsClient {
             .map(drop)
     }
 
+    /// `GET _resolve/index/<pattern>`: the data streams that `pattern` (names or wildcards,
+    /// comma-separated) names, each with its backing indices, hidden ones included and missing
+    /// names ignored. For tests and tooling: the integ-test distribution has no `_data_stream`
+    /// API, and `_resolve/index` (in server) answers on every version.
+    pub async fn data_streams(&self, pattern: &str) -> Result<Vec<DataStream>, EsError> {
+        check_name("index pattern", pattern)?;
+        let operation = format!("GET _resolve/index/{pattern}");
+        let path = format!("/_resolve/index/{pattern}");
+        let query = [("expand_wildcards", "all"), ("ignore_unavailable", "true")];
+        let answer = self
+            .call_ok(&operation, Method::Get, &path, &query, None)
+            .await?;
+        #[derive(Deserialize)]
+        struct Resolved {
+            #[serde(default)]
+            data_streams: Vec<DataStream>,
+        }
+        serde_json::from_value::<Resolved>(answer)
+            .map(|resolved| resolved.data_streams)
+            .map_err(|err| EsError::Response {
+                operation,
+                reason: format!("the answer is not the expected JSON: {err}"),
+            })
+    }
+
+    /// `POST <stream>/_rollover`: the data stream (or alias) `stream` gets a new write index
+    /// now, whatever its rollover conditions. For tests and tooling.
+    pub async fn rollover(&self, stream: &str) -> Result<Rollover, EsError> {
+        check_name("data stream", stream)?;
+        let operation = format!("POST {stream}/_rollover");
+        let path = format!("/{stream}/_rollover");
+        let answer = self
+            .call_ok(&operation, Method::Post, &path, &[], None)
+            .await?;
+        match serde_json::from_value::<Rollover>(answer) {
+            Ok(rollover) if rollover.rolled_over => Ok(rollover),
+            Ok(_) => Err(EsError::Response {
+                operation,
+                reason: "the answer says it did not roll over".into(),
+            }),
+            Err(err) => Err(EsError::Response {
+                operation,
+                reason: format!("the answer is not the expected JSON: {err}"),
+            }),
+        }
+    }
+
     /// Sends one request and reads the whole answer as text, whatever its status. Transient
     /// failures are retried (see [`EsSettings::max_retries`]); what is still failing after the
     /// last attempt is returned as it came.
@@ -716,6 +763,26 @@ impl EsClient {
 /// How [`EsClient::missing_privileges`] names a missing index privilege: "`read` on `name`".
 pub fn index_privilege_item(privilege: &str, name: &str) -> String {
     format!("`{privilege}` on `{name}`")
+}
+
+/// A data stream as `_resolve/index` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DataStream {
+    /// The stream's name, e.g. `logs-endpoint.events.process-default`.
+    pub name: String,
+    /// Its backing indices, oldest first; the last is the write index.
+    pub backing_indices: Vec<String>,
+}
+
+/// What [`EsClient::rollover`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Rollover {
+    /// The write index before.
+    pub old_index: String,
+    /// The new write index.
+    pub new_index: String,
+    /// Whether a new write index was made.
+    pub rolled_over: bool,
 }
 
 /// What [`EsClient::missing_privileges`] found.

@@ -20,11 +20,11 @@ pub const DEFAULT_SPACE: &str = "default";
 /// Test-cluster template for Elastic Defend process events. Not named like Fleet's own
 /// template (`logs-endpoint.events.process`) so that it can never replace it.
 pub const DEFEND_PROCESS_TEMPLATE: &str = "seqwatch-test-logs-endpoint.events.process";
-/// Pattern of the Elastic Defend process indices.
+/// Pattern of the Elastic Defend process data streams (`logs-endpoint.events.process-<namespace>`).
 pub const DEFEND_PROCESS_INDEX_PATTERN: &str = "logs-endpoint.events.process-*";
 /// Test-cluster template for CrowdStrike FDR events (not Fleet's name, as above).
 pub const CROWDSTRIKE_FDR_TEMPLATE: &str = "seqwatch-test-logs-crowdstrike.fdr";
-/// Pattern of the CrowdStrike FDR indices.
+/// Pattern of the CrowdStrike FDR data streams (`logs-crowdstrike.fdr-<namespace>`).
 pub const CROWDSTRIKE_FDR_INDEX_PATTERN: &str = "logs-crowdstrike.fdr-*";
 
 /// The alerts index of `space`, e.g. `.seqwatch-alerts-default`.
@@ -48,8 +48,8 @@ pub struct IndexTemplate {
     pub file: &'static str,
     /// The file's text.
     pub json: &'static str,
-    /// True for the source-index templates, which belong on test clusters only (production
-    /// clusters get theirs from Fleet).
+    /// True for the source templates, which belong on test clusters only (production clusters
+    /// get theirs from Fleet). They are data-stream templates, as Fleet's are.
     pub source_indices: bool,
 }
 
@@ -272,6 +272,33 @@ mod tests {
             mapped_field_type(&defend, "process.name.caseless"),
             Some("keyword")
         );
+    }
+
+    /// Sources are data streams, as Fleet makes them: the first write to
+    /// `logs-endpoint.events.process-<namespace>` creates one, which needs `@timestamp` mapped
+    /// as a date. The alerts and state indices stay plain: the state documents are rewritten in
+    /// place with guarded `index` writes, which a data stream refuses.
+    #[test]
+    fn source_templates_make_data_streams_and_service_templates_plain_indices() {
+        for template in &ALL {
+            let body = body(template);
+            if template.source_indices {
+                assert_eq!(
+                    body["data_stream"],
+                    serde_json::json!({}),
+                    "{}",
+                    template.file
+                );
+                assert_eq!(
+                    mapped_field_type(&body["template"]["mappings"], "@timestamp"),
+                    Some("date"),
+                    "{}",
+                    template.file
+                );
+            } else {
+                assert!(body.get("data_stream").is_none(), "{}", template.file);
+            }
+        }
     }
 
     #[test]

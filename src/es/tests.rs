@@ -639,6 +639,76 @@ fn retry_backoff_is_jittered_within_its_ceiling() {
     assert!(seen.len() > 10, "jittered: {} distinct waits", seen.len());
 }
 
+/// `_resolve/index` names the data streams with their backing indices (as 9.5.0 and 8.19.21
+/// answer it); plain indices and aliases are not data streams.
+#[tokio::test]
+async fn data_streams_are_resolved_with_their_backing_indices() {
+    let resolved = r#"{"indices":[{"name":"plain","attributes":["open"]}],"aliases":[],"data_streams":[{"name":"logs-x-default","backing_indices":[".ds-logs-x-default-2026.12.08-000001",".ds-logs-x-default-2026.12.08-000002"],"timestamp_field":"@timestamp"}]}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), resolved),
+        answer(
+            "200 OK",
+            Some("application/json"),
+            r#"{"indices":[],"aliases":[]}"#,
+        ),
+    ])
+    .await;
+    let es = client(&url);
+    let streams = es.data_streams("logs-x-*,plain").await.expect("resolve");
+    assert_eq!(
+        streams,
+        [DataStream {
+            name: "logs-x-default".into(),
+            backing_indices: vec![
+                ".ds-logs-x-default-2026.12.08-000001".into(),
+                ".ds-logs-x-default-2026.12.08-000002".into()
+            ],
+        }]
+    );
+    assert!(es.data_streams("none*").await.expect("resolve").is_empty());
+    let requests = server.await.expect("server");
+    assert!(
+        requests[0].starts_with(
+            "GET /_resolve/index/logs-x-*,plain?expand_wildcards=all&ignore_unavailable=true "
+        ),
+        "{}",
+        requests[0]
+    );
+}
+
+/// A rollover names the old and the new write index; an answer that did not roll over, or a
+/// refusal, is an error.
+#[tokio::test]
+async fn a_rollover_names_the_new_write_index_and_a_refusal_is_an_error() {
+    let rolled = r#"{"acknowledged":true,"shards_acknowledged":true,"old_index":".ds-s-2026.12.08-000001","new_index":".ds-s-2026.12.08-000002","rolled_over":true,"dry_run":false,"lazy":false,"conditions":{}}"#;
+    let lazy = r#"{"acknowledged":true,"old_index":".ds-s-2026.12.08-000002","new_index":".ds-s-2026.12.08-000003","rolled_over":false,"dry_run":false,"lazy":true,"conditions":{}}"#;
+    let missing = r#"{"error":{"root_cause":[],"type":"index_not_found_exception","reason":"no such index [t]"},"status":404}"#;
+    let (url, server) = canned_server(vec![
+        answer("200 OK", Some("application/json"), rolled),
+        answer("200 OK", Some("application/json"), lazy),
+        answer("404 Not Found", Some("application/json"), missing),
+    ])
+    .await;
+    let es = client(&url);
+    let rollover = es.rollover("s").await.expect("rollover");
+    assert_eq!(rollover.old_index, ".ds-s-2026.12.08-000001");
+    assert_eq!(rollover.new_index, ".ds-s-2026.12.08-000002");
+    let not_rolled = es.rollover("s").await.expect_err("not rolled over");
+    assert!(
+        not_rolled.to_string().contains("did not roll over"),
+        "{not_rolled}"
+    );
+    let refused = es.rollover("t").await.expect_err("no such stream");
+    assert_eq!(refused.status(), Some(404), "{refused}");
+    assert!(es.rollover("a/b").await.is_err(), "a name with a slash");
+    let requests = server.await.expect("server");
+    assert!(
+        requests[0].starts_with("POST /s/_rollover "),
+        "{}",
+        requests[0]
+    );
+}
+
 /// Deduplication reads alert ids with `_mget`, which is real time: alerts written without a
 /// refresh are seen, so the alert bulk needs no `refresh=wait_for`.
 #[tokio::test]

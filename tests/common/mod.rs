@@ -290,8 +290,46 @@ pub fn unique_name(test: &str) -> String {
     format!("it-{test}-{}", &random[..8])
 }
 
-/// Deletes the given index patterns when dropped, also when the test panics. Uses its own
-/// client on its own thread, because the test's runtime may be gone or blocked by then.
+/// Whether `index` is a backing index of data stream `stream`: `.ds-<stream>-<yyyy.MM.dd>-<generation>`.
+pub fn is_backing_index_of(index: &str, stream: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    index
+        .strip_prefix(".ds-")
+        .and_then(|rest| rest.strip_prefix(stream))
+        .and_then(|rest| rest.strip_prefix('-'))
+        // Nothing more than date and generation, so stream `x` does not claim those of `x-y`.
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(date, generation)| {
+            date.len() == 10
+                && date.split('.').filter(|p| digits(p)).count() == 3
+                && digits(generation)
+        })
+}
+
+/// Empties every data stream that `pattern` names: rolls it over, then deletes each backing
+/// index but the new, empty write index. The integ-test distribution has no `DELETE
+/// _data_stream` (mappings/README.md), so the stream itself stays. Returns the backing indices
+/// deleted.
+pub async fn empty_data_streams(
+    es: &EsClient,
+    pattern: &str,
+) -> Result<usize, seqwatch::es::EsError> {
+    let mut deleted = 0;
+    for stream in es.data_streams(pattern).await? {
+        let rollover = es.rollover(&stream.name).await?;
+        for index in &stream.backing_indices {
+            if *index != rollover.new_index {
+                es.delete_indices(index).await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the given index patterns when dropped, also when the test panics, and empties the
+/// data streams they name ([`empty_data_streams`]). Uses its own client on its own thread,
+/// because the test's runtime may be gone or blocked by then.
 pub struct IndexCleanup {
     patterns: Vec<String>,
 }
@@ -318,6 +356,9 @@ impl Drop for IndexCleanup {
                 for pattern in &patterns {
                     client
                         .delete_indices(pattern)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    empty_data_streams(&client, pattern)
                         .await
                         .map_err(|err| err.to_string())?;
                 }

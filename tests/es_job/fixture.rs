@@ -1,7 +1,8 @@
-//! What every detection-job test against a real node needs: its own source, alerts and state
-//! indices (deleted at the end, also on panic), a configuration and a prepared built-in rule
-//! pointed at them, loading of generated or hand-written events, the alert ids the ground truth
-//! implies, and read-back of alerts, run documents and the checkpoint.
+//! What every detection-job test against a real node needs: its own source data streams (as
+//! Fleet's sources are; emptied at the end) and alerts and state indices (deleted at the end),
+//! also on panic, a configuration and a prepared built-in rule pointed at them, loading of
+//! generated or hand-written events, the alert ids the ground truth implies (from the backing
+//! index each event was written to), and read-back of alerts, run documents and the checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use seqwatch::run::{PreparedRule, RunContext, RunOutcome, RunPlan};
 use seqwatch::state::{checkpoint_id, CheckpointDoc, RunDoc};
 use seqwatch::window::Window;
 
-use crate::common::{require_es, unique_name, IndexCleanup};
+use crate::common::{is_backing_index_of, require_es, unique_name, IndexCleanup};
 
 /// The rule uuid the tests configure (Kibana's saved-object id, hashed into alert ids).
 pub const RULE_UUID: &str = "6f1c3c1e-8a4b-4f0e-9d7a-0e5b2c9a1f00";
@@ -35,7 +36,8 @@ pub enum Sensor {
 /// One event of a ground-truth sequence: where it lives in the test's indices and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TruthEvent {
-    /// Concrete index of the test.
+    /// The concrete index holding it, its hit's `_index`: for a data stream, the backing index
+    /// it was written to ([`Placement::place`]), which alert ids hash.
     pub index: String,
     /// `_id`.
     pub id: String,
@@ -87,15 +89,76 @@ impl TruthSequence {
     }
 }
 
+/// Where the documents of one load went: the concrete index that took each (for a data stream,
+/// its write index then), by the target and `_id` they were sent to, as the `create` answers say.
+#[derive(Debug, Clone, Default)]
+pub struct Placement(BTreeMap<(String, String), String>);
+
+impl Placement {
+    fn record(&mut self, docs: &[BulkCreate], items: &[seqwatch::es::BulkItem]) {
+        for (doc, item) in docs.iter().zip(items) {
+            let previous = self
+                .0
+                .insert((doc.index.clone(), doc.id.clone()), item.index.clone());
+            assert!(
+                previous.is_none(),
+                "{}/{} loaded twice in one load",
+                doc.index,
+                doc.id
+            );
+        }
+    }
+
+    /// The concrete index that took `id`, sent to `target`; panics when this load did not.
+    pub fn concrete_index(&self, target: &str, id: &str) -> &str {
+        self.0
+            .get(&(target.to_owned(), id.to_owned()))
+            .unwrap_or_else(|| panic!("{target}/{id} was not in this load"))
+    }
+
+    /// `truth` with each event's index the concrete index it was written to (truth built
+    /// before loading names the data stream).
+    pub fn place(&self, mut truth: TruthSequence) -> TruthSequence {
+        for event in &mut truth.events {
+            event.index = self.concrete_index(&event.index, &event.id).to_owned();
+        }
+        truth
+    }
+
+    /// This placement and `later`'s together (a sequence loaded in parts).
+    #[allow(dead_code)] // es_job.rs includes this file too and loads no sequence in parts.
+    pub fn and(mut self, later: Placement) -> Placement {
+        for (key, index) in later.0 {
+            assert!(self.0.insert(key, index).is_none(), "loaded twice");
+        }
+        self
+    }
+
+    /// [`Placement::place`] for each sequence.
+    pub fn place_all(&self, truth: Vec<TruthSequence>) -> Vec<TruthSequence> {
+        truth.into_iter().map(|t| self.place(t)).collect()
+    }
+}
+
+/// What a test-only template makes of a new name under its pattern.
+#[allow(dead_code)] // es_job itself installs none
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    /// A data stream, as the source templates and Fleet's make.
+    DataStream,
+    /// A plain index, for documents a data stream refuses.
+    PlainIndex,
+}
+
 /// One test's indices and handles.
 pub struct JobFixture {
     /// The node.
     pub es: EsClient,
     /// Unique suffix of every index of this test.
     pub name: String,
-    /// Concrete Elastic Defend index.
+    /// Elastic Defend data stream (`logs-endpoint.events.process-<name>`).
     pub defend: String,
-    /// Concrete CrowdStrike FDR index.
+    /// CrowdStrike FDR data stream (`logs-crowdstrike.fdr-<name>`).
     pub crowdstrike: String,
     /// Alerts index (matches the alerts template).
     pub alerts: String,
@@ -212,7 +275,7 @@ impl JobFixture {
         )
     }
 
-    /// The concrete index of `sensor`.
+    /// The data stream of `sensor`.
     pub fn index_of(&self, sensor: Sensor) -> &str {
         match sensor {
             Sensor::Defend => &self.defend,
@@ -220,14 +283,29 @@ impl JobFixture {
         }
     }
 
-    /// Generates `spec`, bulk-loads every event into the test's indices (the generator's
+    /// Rolls the data stream of `sensor` over: what is written from now on goes to a new
+    /// backing index. Returns its name.
+    #[allow(dead_code)] // es_job.rs includes this file too and rolls nothing over.
+    pub async fn rollover(&self, sensor: Sensor) -> String {
+        let stream = self.index_of(sensor);
+        let rollover = self.es.rollover(stream).await.expect("rollover");
+        assert!(
+            is_backing_index_of(&rollover.new_index, stream),
+            "{rollover:?}"
+        );
+        rollover.new_index
+    }
+
+    /// Generates `spec`, bulk-loads every event into the test's data streams (the generator's
     /// `logs-endpoint.events.process-default` / `logs-crowdstrike.fdr-default` mapped to them),
-    /// refreshes, and returns the expected sequences of the ground truth.
+    /// refreshes, and returns the expected sequences of the ground truth, placed in the backing
+    /// indices their events went to.
     pub async fn load_generated(&self, spec: GenerateSpec) -> Vec<TruthSequence> {
         let mut generator = Generator::new(spec).expect("valid generator spec");
         let mut times: BTreeMap<String, i64> = BTreeMap::new();
         let mut batch = Vec::new();
         let mut created = 0usize;
+        let mut placement = Placement::default();
         let mut truth = Vec::new();
         while let Some(hit) = generator.next() {
             truth.extend(generator.drain_truth());
@@ -236,12 +314,12 @@ impl JobFixture {
             let source = hit.source_value().expect("generated JSON parses");
             batch.push(BulkCreate::new(index, hit.id, source));
             if batch.len() == 2_000 {
-                created += self.bulk(&batch).await;
+                created += self.bulk(&batch, &mut placement).await;
                 batch.clear();
             }
         }
         truth.extend(generator.drain_truth());
-        created += self.bulk(&batch).await;
+        created += self.bulk(&batch, &mut placement).await;
         assert_eq!(created, times.len(), "every generated event is loaded");
         self.refresh().await;
         truth
@@ -257,7 +335,9 @@ impl JobFixture {
                     .events
                     .iter()
                     .map(|e| TruthEvent {
-                        index: self.map_generated_index(&e.index).to_owned(),
+                        index: placement
+                            .concrete_index(self.map_generated_index(&e.index), &e.id)
+                            .to_owned(),
                         id: e.id.clone(),
                         ts_ms: times[&e.id],
                     })
@@ -275,17 +355,24 @@ impl JobFixture {
         }
     }
 
-    /// Loads hand-written documents (`create`), asserting all are new, and refreshes.
-    pub async fn load(&self, docs: &[BulkCreate]) {
-        let created = self.bulk(docs).await;
+    /// Loads hand-written documents (`create`, 5,000 a request), asserting all are new, and
+    /// refreshes. Returns where each went, to place truth built before loading.
+    pub async fn load(&self, docs: &[BulkCreate]) -> Placement {
+        let mut placement = Placement::default();
+        let mut created = 0;
+        for batch in docs.chunks(5_000) {
+            created += self.bulk(batch, &mut placement).await;
+        }
         assert_eq!(created, docs.len(), "every document is new");
         self.refresh().await;
+        placement
     }
 
-    async fn bulk(&self, docs: &[BulkCreate]) -> usize {
+    async fn bulk(&self, docs: &[BulkCreate], placement: &mut Placement) -> usize {
         let items = self.es.bulk_create(docs).await.expect("bulk load");
         let summary = BulkSummary::of(&items);
         assert_eq!(summary.failed, 0, "bulk refused documents: {items:?}");
+        placement.record(docs, &items);
         summary.created
     }
 
@@ -297,13 +384,15 @@ impl JobFixture {
     }
 
     /// Installs a test-only index template (priority above the source templates' 150) so the
-    /// node stores, for `pattern`, what the normal mapping would refuse or index differently;
-    /// `settings` are index settings merged over one shard and `0-1` replicas.
+    /// node stores, for `pattern`, what the normal mapping would refuse or index differently,
+    /// in data streams as the sources are or, for what a data stream refuses, in plain
+    /// indices; `settings` are index settings merged over one shard and `0-1` replicas.
     #[allow(dead_code)] // es_job itself installs none
     pub async fn install_test_template(
         &self,
         name: &str,
         pattern: &str,
+        kind: TemplateKind,
         settings: Value,
         mappings: Value,
     ) {
@@ -311,15 +400,16 @@ impl JobFixture {
         if let (Some(base), Some(extra)) = (index_settings.as_object_mut(), settings.as_object()) {
             base.extend(extra.clone());
         }
+        let mut body = json!({
+            "index_patterns": [pattern],
+            "priority": 500,
+            "template": {"settings": {"index": index_settings}, "mappings": mappings}
+        });
+        if kind == TemplateKind::DataStream {
+            body["data_stream"] = json!({});
+        }
         self.es
-            .put_index_template(
-                name,
-                &json!({
-                    "index_patterns": [pattern],
-                    "priority": 500,
-                    "template": {"settings": {"index": index_settings}, "mappings": mappings}
-                }),
-            )
+            .put_index_template(name, &body)
             .await
             .expect("installing a test template");
     }
@@ -486,7 +576,8 @@ impl ProcessStart<'_> {
 
 /// Two documents forming one sequence of the rule: `node /usr/bin/npm install` on `host` at
 /// `parent_ms`, and `sh -c node setup_bun.js` started by it at `child_ms`. Ids and entity ids
-/// derive from `tag`. Returns the documents and the truth.
+/// derive from `tag`. Returns the documents and the truth, which names the data stream until
+/// the [`Placement`] of their load places it.
 pub fn install_sequence(
     fixture: &JobFixture,
     sensor: Sensor,
