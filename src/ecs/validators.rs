@@ -61,15 +61,15 @@ fn js_number_is_not_nan(s: &str) -> bool {
     }
     let bytes = t.as_bytes();
     if bytes.len() > 2 && bytes[0] == b'0' {
-        let digits = &t[2..];
         let radix = match bytes[1] {
             b'x' | b'X' => Some(16),
             b'o' | b'O' => Some(8),
             b'b' | b'B' => Some(2),
             _ => None,
         };
+        // Only after an ASCII radix letter is byte 2 a character boundary.
         if let Some(radix) = radix {
-            return digits.chars().all(|c| c.is_digit(radix));
+            return t[2..].chars().all(|c| c.is_digit(radix));
         }
     }
     let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t);
@@ -369,6 +369,8 @@ mod tests {
             json!("-0x1F"),
             json!("."),
             json!("1e"),
+            json!("0é1"),
+            json!("0\u{fffd}"),
         ] {
             assert!(!is_numeric(&bad), "{bad} should not be numeric");
         }
