@@ -102,10 +102,10 @@ fn risk_score_mappings() -> Value {
 }
 
 fn create_index(name: &str, mappings: Value) {
-    let (status, body) = common::raw_request(
+    let (status, body) = common::es_request(
         "PUT",
         &format!("/{name}"),
-        &json!({"mappings": mappings}).to_string(),
+        Some(&json!({"mappings": mappings})),
     );
     assert_eq!(status, 200, "creating {name}: {body}");
 }

@@ -288,7 +288,7 @@ async fn the_documented_role_runs_and_each_weaker_role_is_refused_before_writing
         let mappings = json!({"mappings": {"properties": {
             "id_field": keyword, "id_value": keyword, "criticality_level": keyword
         }}});
-        let (status, body) = common::raw_request("PUT", &format!("/{name}"), &mappings.to_string());
+        let (status, body) = common::es_request("PUT", &format!("/{name}"), Some(&mappings));
         assert_eq!(status, 200, "creating {name}: {body}");
     }
     let criticality = EnrichmentIndex::AssetCriticality.name(&space);

@@ -77,54 +77,6 @@ pub fn es_settings_as(username: &str, password: &str) -> EsSettings {
     settings
 }
 
-/// `METHOD <path>` with a JSON `body` sent to the test node with curl, as (HTTP status, body):
-/// for the requests the client has no method for (creating an index with a given mapping).
-/// The superuser's credentials reach curl on its standard input, never on its command line.
-pub fn raw_request(method: &str, path: &str, body: &str) -> (u16, String) {
-    use secrecy::ExposeSecret as _;
-    let mut config = String::new();
-    match es_auth() {
-        Some(EsAuth::Basic { username, password }) => {
-            config.push_str(&format!(
-                "user = \"{username}:{}\"\n",
-                password.expose_secret()
-            ));
-        }
-        Some(_) => panic!("raw requests support basic auth only"),
-        None => {}
-    }
-    let url = format!("{}{path}", es_url().trim_end_matches('/'));
-    let mut curl = std::process::Command::new("curl");
-    curl.args(["-sS", "-K", "-", "-X", method])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ])
-        .args(["-w", "\n%{http_code}"]);
-    if let Some(ca) = es_ca_file() {
-        curl.arg("--cacert").arg(ca);
-    }
-    let mut child = curl
-        .arg(url)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("running curl");
-    child
-        .stdin
-        .take()
-        .expect("curl's stdin")
-        .write_all(config.as_bytes())
-        .expect("passing curl its configuration");
-    let out = child.wait_with_output().expect("curl finished");
-    assert!(out.status.success(), "curl failed: {}", out.status);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("an HTTP status"), body.to_owned())
-}
-
 /// The node's config directory, where its file realm lives, when security is on
 /// (`SEQWATCH_TEST_ES_CONFIG_DIR`, set by `scripts/es --security`).
 pub fn es_config_dir() -> Option<std::path::PathBuf> {
