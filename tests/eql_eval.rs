@@ -566,6 +566,42 @@ fn cidr_match_ipv4_ipv6_and_keyword_quirk() {
 }
 
 #[test]
+fn cidr_match_takes_plain_addresses_as_elasticsearch_does() {
+    // ES: CIDRUtils.isInRange: an argument without "/" is its own lower and upper bound; an
+    // IPv4 address equals its IPv4-mapped IPv6 form (isBetween pads with the rfc4291 prefix).
+    let on_concat = |ip: &str| {
+        check(
+            call(
+                Function::CidrMatch,
+                false,
+                vec![
+                    call(Function::Concat, false, vec![f("x")]),
+                    s("127.0.0.1"),
+                    s("::1"),
+                ],
+            ),
+            json!({"x": ip}),
+        )
+    };
+    assert!(on_concat("127.0.0.1"));
+    assert!(on_concat("::ffff:127.0.0.1"));
+    assert!(on_concat("::1"));
+    assert!(!on_concat("127.0.0.2"));
+    assert!(!on_concat("::2"));
+    let ip = typed(FieldTypes::new().with("a", FieldType::Ip));
+    let cond = || {
+        call(
+            Function::CidrMatch,
+            false,
+            vec![f("a"), s("::1"), s("127.0.0.1")],
+        )
+    };
+    assert!(compile_with(cond(), &ip).matches(&json!({"a": "::1"})));
+    assert!(compile_with(cond(), &ip).matches(&json!({"a": "127.0.0.1"})));
+    assert!(!compile_with(cond(), &ip).matches(&json!({"a": "10.0.0.1"})));
+}
+
+#[test]
 fn number_string_substring_index_of_length_concat() {
     let d = json!({"x": "0x1F", "y": "ff", "z": "3.5", "w": "hello", "e": "😀ab", "n": 5});
     // ES: expression/function/scalar/math/ToNumberFunctionProcessor.java: 0x → base 16.

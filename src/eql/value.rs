@@ -258,9 +258,14 @@ pub fn ip_to_u128(ip: IpAddr) -> u128 {
     }
 }
 
-/// Parses `addr/prefix` into (network, mask) over the 128-bit mapped space.
+/// Parses `addr/prefix` into (network, mask) over the 128-bit mapped space. A plain address is
+/// the block of that one address, as Elasticsearch's `CIDRUtils.isInRange` takes it (a value
+/// without `/` is both the lower and the upper bound), so `cidrMatch(ip, "127.0.0.1")` is valid.
 pub fn parse_cidr(s: &str) -> Option<(u128, u128)> {
-    let (addr, prefix) = s.split_once('/')?;
+    let Some((addr, prefix)) = s.split_once('/') else {
+        let ip: IpAddr = s.parse().ok()?;
+        return Some((ip_to_u128(ip), u128::MAX));
+    };
     let ip: IpAddr = addr.parse().ok()?;
     let prefix: u32 = prefix.parse().ok()?;
     let bits = match ip {
