@@ -26,18 +26,11 @@ use seqwatch::window::Window;
 
 use common::is_backing_index_of;
 use fixture::{
-    at_ms, install_sequence, minutes, run_at, JobFixture, Sensor, TruthSequence, RULE_UUID,
+    all_ids, at_ms, install_sequence, minutes, run_at, JobFixture, Sensor, TruthSequence, RULE_UUID,
 };
 
 /// 2026-11-18T06:13:20Z, as in `es_job.rs`.
 const T0: i64 = 1_795_000_000_000;
-
-fn all_ids(truth: &[&TruthSequence]) -> BTreeSet<String> {
-    truth
-        .iter()
-        .flat_map(|t| std::iter::once(t.shell_id()).chain(t.block_ids()))
-        .collect()
-}
 
 /// Two runs, a rollover, two more runs, another rollover and a last run over both streams:
 ///

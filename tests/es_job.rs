@@ -28,7 +28,7 @@ use seqwatch::state::{RunDoc, RunStatus, StoredWindow};
 use seqwatch::window::Window;
 
 use fixture::{
-    at_ms, expected_shells, install_sequence, minutes, ran, run_at, JobFixture, Sensor,
+    all_ids, at_ms, expected_shells, install_sequence, minutes, ran, run_at, JobFixture, Sensor,
     TruthSequence, RULE_UUID,
 };
 
@@ -40,13 +40,6 @@ fn window(from_ms: i64, to_ms: i64) -> Window {
         from: at_ms(from_ms),
         to: at_ms(to_ms),
     }
-}
-
-fn all_ids(truth: &[&TruthSequence]) -> BTreeSet<String> {
-    truth
-        .iter()
-        .flat_map(|t| std::iter::once(t.shell_id()).chain(t.block_ids()))
-        .collect()
 }
 
 /// Scenario 1. The generator's ground truth for the window of one run, over both index

@@ -503,6 +503,14 @@ pub const fn minutes(n: i64) -> i64 {
     n * 60_000
 }
 
+/// Every alert id of `truth`'s sequences: shells and building blocks.
+pub fn all_ids(truth: &[&TruthSequence]) -> BTreeSet<String> {
+    truth
+        .iter()
+        .flat_map(|t| std::iter::once(t.shell_id()).chain(t.block_ids()))
+        .collect()
+}
+
 /// The shell ids of the sequences of `truth` that lie inside `window`.
 pub fn expected_shells(truth: &[TruthSequence], window: &Window) -> BTreeSet<String> {
     truth
